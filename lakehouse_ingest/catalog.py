@@ -1,0 +1,181 @@
+"""The YAML catalog of sources: parsed and validated up front, so bad input fails before any write.
+
+```yaml
+sources:
+  - name: faker                      # folder under airbyte/, CLI --source name
+    connector:                       # embedded engine: a real Airbyte source connector from PyPI
+      package: airbyte-source-faker
+      version: "7.2.1"
+    config: {count: 1000, seed: 42}  # "${ENV_VAR}" strings are read from the environment
+    streams:                         # optional; default: every stream the connector discovers
+      - name: users
+        sync_mode: incremental       # optional; default incremental when the stream supports it
+```
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+from .names import validate_source_name
+
+_PACKAGE = re.compile(r"airbyte-source-[a-z0-9][a-z0-9-]*")
+_VERSION = re.compile(r"[0-9][0-9A-Za-z.+!-]*")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+DEFAULT_CATALOG = "default_catalog.yaml"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConnectorSpec(_Model):
+    """A source connector published on PyPI as ``airbyte-source-<name>``."""
+
+    package: str
+    version: str | None = None
+    executable: str | None = None
+
+    @field_validator("package")
+    @classmethod
+    def _package(cls, value: str) -> str:
+        if not _PACKAGE.fullmatch(value):
+            raise ValueError("must be a PyPI package named airbyte-source-<name>")
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str | None) -> str | None:
+        if value is not None and not _VERSION.fullmatch(value):
+            raise ValueError("must be a plain version such as 7.2.1")
+        return value
+
+    @property
+    def command(self) -> str:
+        """The console script the package installs (``airbyte-source-faker`` → ``source-faker``)."""
+        return self.executable or self.package.removeprefix("airbyte-")
+
+    @property
+    def requirement(self) -> str:
+        """The pip requirement, pinned when a version is given."""
+        return f"{self.package}=={self.version}" if self.version else self.package
+
+
+class StreamSelection(_Model):
+    """One stream to sync, with optional overrides of what the connector declares."""
+
+    name: str = Field(min_length=1)
+    sync_mode: Literal["incremental", "full_refresh"] | None = None
+    destination_sync_mode: Literal["append", "overwrite"] = "append"
+    cursor_field: list[str] | None = None
+    primary_key: list[list[str]] | None = None
+
+
+class SourceEntry(_Model):
+    """One source of the catalog."""
+
+    name: str
+    connector: ConnectorSpec | None = None
+    connection_id: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    streams: list[StreamSelection] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        try:
+            return validate_source_name(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _engine(self) -> SourceEntry:
+        if self.connector is None and self.connection_id is None:
+            raise ValueError("needs a 'connector' (embedded engine) or a 'connection_id' (Airbyte server)")
+        if self.connector is not None and self.connection_id is not None:
+            raise ValueError("has both 'connector' and 'connection_id'; choose one engine")
+        names = [s.name for s in self.streams or []]
+        if len(names) != len(set(names)):
+            raise ValueError("lists a stream twice")
+        return self
+
+
+class Catalog(_Model):
+    """The sources this project ingests."""
+
+    sources: list[SourceEntry] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Catalog:
+        names = [s.name for s in self.sources]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    def select(self, names: Sequence[str] | None) -> list[SourceEntry]:
+        """The sources named (all when ``names`` is empty), refusing unknown names."""
+        if not names:
+            return list(self.sources)
+        known = {s.name: s for s in self.sources}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ConfigError(
+                f"unknown source {', '.join(map(repr, unknown))}; the catalog has: {', '.join(known)}"
+            )
+        return [known[n] for n in dict.fromkeys(names)]
+
+
+def load_catalog(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Catalog:
+    """Load the catalog at ``path`` (or the built-in default), resolving ``${ENV}`` references."""
+    if path is None:
+        text = resources.files(__package__).joinpath(DEFAULT_CATALOG).read_text(encoding="utf-8")
+        where = "built-in catalog"
+    else:
+        where = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read catalog {where}: {exc.strerror or exc}") from None
+    return parse_catalog(text, where, os.environ if env is None else env)
+
+
+def parse_catalog(text: str, where: str, env: Mapping[str, str]) -> Catalog:
+    """Parse catalog YAML text; every problem becomes one ConfigError line naming its place."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"catalog {where} is not valid YAML{at}") from None
+    if not isinstance(raw, dict) or "sources" not in raw:
+        raise ConfigError(f"catalog {where} must be a mapping with a top-level 'sources:' list")
+    try:
+        return Catalog.model_validate(_resolve_env(raw, env))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        place = ".".join(str(p) for p in first["loc"]) or "catalog"
+        raise ConfigError(f"catalog {where}: {place}: {first['msg']}") from None
+
+
+def _resolve_env(value: Any, env: Mapping[str, str]) -> Any:
+    """Replace ``${NAME}`` in strings with environment values, so secrets stay out of the YAML."""
+    if isinstance(value, dict):
+        return {k: _resolve_env(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env(v, env) for v in value]
+    if isinstance(value, str):
+        missing = [m for m in _ENV_REF.findall(value) if m not in env]
+        if missing:
+            raise ConfigError(f"catalog refers to unset environment variable {missing[0]}")
+        return _ENV_REF.sub(lambda m: env[m.group(1)], value)
+    return value

@@ -1,0 +1,178 @@
+"""Validation of one stream batch, before anything is handed on (first cut).
+
+For each stream of a sync: every file of the sync reads as Parquet; the Airbyte columns are present with
+the right types; the row count (from the footers, no data scan) equals what the engine counted; every
+row's ``_airbyte_meta.sync_id`` is this sync's id; primary-key columns are never null. Reading is by
+row group and by column, so memory stays bounded whatever the batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .embedded import StreamBatch
+from .layout import DATA_FILE
+from .names import column_name
+from .storage import LakeStorage
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check; ``file`` names the object at fault when there is one."""
+
+    name: str
+    passed: bool
+    detail: str
+    file: str | None = None
+
+
+@dataclass
+class BatchValidation:
+    """All checks of one stream batch."""
+
+    source: str
+    stream: str
+    sync_id: int
+    checks: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """True when every check passed."""
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failure(self) -> str | None:
+        """One line naming the stream, the first failed check and its file, or None."""
+        for check in self.checks:
+            if not check.passed:
+                where = f" in {check.file}" if check.file else ""
+                return f"{self.source}.{self.stream}: check '{check.name}' failed{where}: {check.detail}"
+        return None
+
+
+def _is_timestamp_or_int(t: pa.DataType) -> bool:
+    return pa.types.is_int64(t) or (pa.types.is_timestamp(t) and t.tz in {"UTC", "+00:00", "Etc/UTC"})
+
+
+def _is_meta(t: pa.DataType) -> bool:
+    if not pa.types.is_struct(t):
+        return False
+    names = {t.field(i).name: t.field(i).type for i in range(t.num_fields)}
+    return pa.types.is_int64(names.get("sync_id", pa.null())) and pa.types.is_list(names.get("changes", pa.null()))
+
+
+AIRBYTE_COLUMN_TYPES: dict[str, Callable[[pa.DataType], bool]] = {
+    "_airbyte_raw_id": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
+    "_airbyte_extracted_at": _is_timestamp_or_int,
+    "_airbyte_meta": _is_meta,
+    "_airbyte_generation_id": pa.types.is_int64,
+}
+
+
+def validate_batch(storage: LakeStorage, batch: StreamBatch) -> BatchValidation:
+    """Run every first-cut check on ``batch``; stops at the first file that cannot be read."""
+    result = BatchValidation(batch.source, batch.stream, batch.sync_id)
+    result.checks.append(_check_files_listed(storage, batch))
+    if not result.checks[-1].passed:
+        return result
+    files: list[tuple[str, pq.ParquetFile]] = []
+    for part in batch.files:
+        try:
+            files.append((part.key, storage.open_parquet(part.key)))
+        except (OSError, pa.ArrowException) as exc:
+            result.checks.append(CheckResult("readable_parquet", False, _short(exc), part.key))
+            return result
+    result.checks.append(CheckResult("readable_parquet", True, f"{len(files)} file(s) open as Parquet"))
+    result.checks.append(_check_airbyte_columns(files))
+    if not result.checks[-1].passed:
+        return result
+    result.checks.append(_check_row_count(files, batch.records))
+    result.checks.append(_check_sync_id(files, batch.sync_id))
+    result.checks.extend(_check_primary_key(files, batch.primary_key))
+    return result
+
+
+def _check_files_listed(storage: LakeStorage, batch: StreamBatch) -> CheckResult:
+    """The objects under the stream prefix with this sync's key prefix are exactly the batch's files."""
+    epoch = str(int(batch.started_at.timestamp() * 1000))
+    listed = set()
+    for obj in storage.list(batch.prefix):
+        match = DATA_FILE.fullmatch(obj.key.rsplit("/", 1)[-1])
+        if match and match.group("epoch") == epoch and obj.key.count("/") == batch.prefix.count("/") + 1:
+            listed.add(obj.key)
+    expected = {part.key for part in batch.files}
+    if missing := sorted(expected - listed):
+        return CheckResult("files_listed", False, "file of this sync is missing from storage", missing[0])
+    if extra := sorted(listed - expected):
+        return CheckResult("files_listed", False, "unexpected file with this sync's key prefix", extra[0])
+    return CheckResult("files_listed", True, f"{len(expected)} file(s) of this sync, no strays")
+
+
+def _check_airbyte_columns(files: Iterable[tuple[str, pq.ParquetFile]]) -> CheckResult:
+    for key, parquet in files:
+        schema = parquet.schema_arrow
+        for name, ok in AIRBYTE_COLUMN_TYPES.items():
+            index = schema.get_field_index(name)
+            if index < 0:
+                return CheckResult("airbyte_columns", False, f"column {name} is missing", key)
+            if not ok(schema.field(index).type):
+                return CheckResult(
+                    "airbyte_columns", False, f"column {name} has type {schema.field(index).type}", key
+                )
+    return CheckResult("airbyte_columns", True, "Airbyte columns present with their types")
+
+
+def _check_row_count(files: list[tuple[str, pq.ParquetFile]], expected: int) -> CheckResult:
+    rows = sum(parquet.metadata.num_rows for _, parquet in files)
+    if rows != expected:
+        last = files[-1][0] if files else None
+        return CheckResult("row_count", False, f"files hold {rows} rows, the engine counted {expected}", last)
+    return CheckResult("row_count", True, f"{rows} rows, as counted by the engine")
+
+
+def _check_sync_id(files: list[tuple[str, pq.ParquetFile]], sync_id: int) -> CheckResult:
+    for key, parquet in files:
+        for group in range(parquet.num_row_groups):
+            meta = parquet.read_row_group(group, columns=["_airbyte_meta"]).column(0).combine_chunks()
+            ids = meta.field("sync_id") if meta.null_count == 0 else None
+            if ids is None or ids.null_count:
+                return CheckResult("sync_id", False, "rows without _airbyte_meta.sync_id", key)
+            low, high = pc.min_max(ids).values()
+            if low.as_py() != sync_id or high.as_py() != sync_id:
+                return CheckResult(
+                    "sync_id", False, f"sync ids {low.as_py()}..{high.as_py()}, expected {sync_id}", key
+                )
+    return CheckResult("sync_id", True, f"every row carries sync id {sync_id}")
+
+
+def _check_primary_key(files: list[tuple[str, pq.ParquetFile]], primary_key: list[list[str]]) -> list[CheckResult]:
+    results = []
+    for path in primary_key:
+        column = ".".join(column_name(p) for p in path)
+        results.append(_check_not_null(files, column))
+    return results
+
+
+def _check_not_null(files: list[tuple[str, pq.ParquetFile]], column: str) -> CheckResult:
+    name = f"primary_key_not_null({column})"
+    top = column.split(".")[0]
+    for key, parquet in files:
+        if parquet.schema_arrow.get_field_index(top) < 0:
+            return CheckResult(name, False, f"primary-key column {column} is missing", key)
+        for group in range(parquet.num_row_groups):
+            values = parquet.read_row_group(group, columns=[top]).column(0).combine_chunks()
+            for part in column.split(".")[1:]:
+                values = pc.struct_field(values, part) if pa.types.is_struct(values.type) else values
+            if values.null_count:
+                return CheckResult(name, False, f"{values.null_count} null value(s) in row group {group}", key)
+    return CheckResult(name, True, f"{column} is never null")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]
