@@ -126,13 +126,14 @@ def _kinds(schema: dict[str, Any]) -> list[str]:
     """The distinct non-null Airbyte kinds a node allows, in declaration order."""
     raw = schema.get("type")
     types = [raw] if isinstance(raw, str) else list(raw or [])
+    found = [_kind(t, schema) for t in types]
     for key in ("oneOf", "anyOf"):
         for option in schema.get(key) or []:
             if isinstance(option, dict):
-                types.extend(_kinds({**option, "format": option.get("format", schema.get("format"))}))
+                # Options are already Airbyte kinds: do not map them through _kind a second time.
+                found.extend(_kinds({**option, "format": option.get("format", schema.get("format"))}))
     kinds: list[str] = []
-    for t in types:
-        kind = _kind(t, schema)
+    for kind in found:
         if kind and kind not in kinds:
             kinds.append(kind)
     return kinds

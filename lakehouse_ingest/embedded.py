@@ -104,6 +104,11 @@ class StreamBatch:
     files: list[PublishedPart] = field(default_factory=list)
 
     @property
+    def state_key(self) -> str:
+        """How STREAM state messages name this stream (``namespace.name`` or ``name``)."""
+        return f"{self.namespace}.{self.stream}" if self.namespace else self.stream
+
+    @property
     def bytes(self) -> int:
         """Total size of the batch's files."""
         return sum(f.bytes for f in self.files)

@@ -51,12 +51,14 @@ def build_manifest(storage: LakeStorage, batch: StreamBatch, validation: BatchVa
     }
 
 
-def publish_manifest(storage: LakeStorage, batch: StreamBatch, validation: BatchValidation) -> str:
-    """Write the manifest of a validated batch; returns its full location."""
+def publish_manifest(
+    storage: LakeStorage, batch: StreamBatch, validation: BatchValidation
+) -> tuple[str, dict[str, Any]]:
+    """Write the manifest of a validated batch; returns its full location and the document."""
     document = build_manifest(storage, batch, validation)
     key = manifest_key(batch.source, batch.stream, batch.sync_id)
     storage.put_bytes(key, json.dumps(document, indent=2).encode())
-    return storage.url_for(key)
+    return storage.url_for(key), document
 
 
 def event_for(manifest: dict[str, Any], manifest_url: str) -> dict[str, Any]:

@@ -77,6 +77,8 @@ class RecordConverter:
             if data.null_count:
                 child = pc.if_else(data.is_null(), pa.nulls(len(child), child.type), child)
             columns.append(child.cast(ctype.arrow) if child.type != ctype.arrow else child)
+        if any(_has_infinity(column) for column in columns):
+            raise pa.ArrowInvalid("number out of float64 range")  # the exact path nulls it
         extracted = record.field("emitted_at")
         if extracted.null_count:
             raise pa.ArrowInvalid("RECORD without emitted_at")
@@ -134,6 +136,17 @@ def _envelope_schema(data_schema: pa.Schema) -> pa.Schema:
         ]
     )
     return pa.schema([pa.field("record", record)])
+
+
+def _has_infinity(array: pa.Array) -> bool:
+    """True when a float anywhere in ``array`` is infinite (a JSON number beyond float64's range)."""
+    if pa.types.is_floating(array.type):
+        return bool(pc.any(pc.is_inf(array)).as_py())
+    if pa.types.is_struct(array.type):
+        return any(_has_infinity(array.field(i)) for i in range(array.type.num_fields))
+    if pa.types.is_list(array.type):
+        return _has_infinity(array.flatten())
+    return False
 
 
 def _source_changes(record: pa.StructArray) -> pa.Array | None:

@@ -20,7 +20,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,7 +43,7 @@ class StoredObject:
 
 def check_key(key: str) -> str:
     """Refuse keys that are absolute, empty or climb out of the root."""
-    parts = PurePosixPath(key).parts
+    parts = key.split("/")  # not PurePosixPath(key).parts: it drops "." and "" segments unseen
     if not key or key.startswith("/") or any(p in {"", ".", ".."} for p in parts) or "\\" in key:
         raise ConfigError(f"invalid object key {key!r}")
     return key

@@ -1,0 +1,136 @@
+"""Thin Prefect wrappers around the core: retries, names, logging and events; no logic of their own.
+
+Storage objects and clients never cross task boundaries (Prefect would try to hash them): tasks take
+URIs and build what they need. Every task uses ``NO_CACHE``: all of them have side effects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+
+from lakehouse_ingest.catalog import SourceEntry
+from lakehouse_ingest.checks import BatchValidation, validate_batch
+from lakehouse_ingest.connector import ConnectorInstaller
+from lakehouse_ingest.embedded import SourcePlan, StreamBatch, SyncOutcome, plan_source, run_sync
+from lakehouse_ingest.errors import ConnectorInstallError, StorageError
+from lakehouse_ingest.manifest import event_for, publish_manifest
+from lakehouse_ingest.state import load_state, save_state
+from lakehouse_ingest.storage import open_storage
+
+
+def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what can heal by itself: storage hiccups and package-index hiccups while installing."""
+    try:
+        state.result()
+    except (StorageError, ConnectorInstallError, ConnectionError, TimeoutError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(
+    name="plan-source",
+    task_run_name="plan-{source.name}",
+    retries=2,
+    retry_delay_seconds=10,
+    retry_condition_fn=retry_transient,
+    cache_policy=NO_CACHE,
+)
+def plan_source_task(source: SourceEntry, connector_cache_dir: str) -> SourcePlan:
+    """Install the connector if needed, validate the config against its spec, check and discover."""
+    logger = get_run_logger()
+    installer = ConnectorInstaller(Path(connector_cache_dir), logger.info)
+    plan = plan_source(source, installer)
+    logger.info(
+        "%s: %d stream(s) planned: %s",
+        source.name,
+        len(plan.streams),
+        ", ".join(f"{s.name} ({s.sync_mode})" for s in plan.streams),
+    )
+    return plan
+
+
+# No retries: a retry would be a new sync, and the connector's own failures rarely heal by waiting.
+@task(name="embedded-sync", task_run_name="sync-{plan.source.name}", cache_policy=NO_CACHE)
+def embedded_sync_task(plan: SourcePlan, bronze_uri: str, compression: str, part_max_rows: int) -> SyncOutcome:
+    """Run the connector and stream its records into bronze Parquet."""
+    bronze = open_storage(bronze_uri)
+    try:
+        return run_sync(plan, bronze, get_run_logger(), compression=compression, part_max_rows=part_max_rows)
+    finally:
+        bronze.close()
+
+
+@task(
+    name="validate-batch",
+    task_run_name="validate-{batch.source}-{batch.stream}",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_transient,
+    cache_policy=NO_CACHE,
+)
+def validate_batch_task(batch: StreamBatch, bronze_uri: str) -> BatchValidation:
+    """Check the Parquet that landed for one stream of the sync."""
+    bronze = open_storage(bronze_uri)
+    try:
+        validation = validate_batch(bronze, batch)
+    finally:
+        bronze.close()
+    logger = get_run_logger()
+    if validation.passed:
+        logger.info("%s.%s: %d check(s) passed", batch.source, batch.stream, len(validation.checks))
+    else:
+        logger.error("%s", validation.failure)
+    return validation
+
+
+@task(
+    name="hand-off-batch",
+    task_run_name="handoff-{batch.source}-{batch.stream}",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_transient,
+    cache_policy=NO_CACHE,
+)
+def hand_off_batch_task(batch: StreamBatch, validation: BatchValidation, bronze_uri: str, silver_uri: str) -> str:
+    """Publish the batch's manifest, then announce it with a ``bronze.batch.validated`` event."""
+    bronze = open_storage(bronze_uri)
+    try:
+        manifest_url, manifest = publish_manifest(bronze, batch, validation)
+        event = event_for(manifest, manifest_url)
+    finally:
+        bronze.close()
+    event["payload"]["silver_root"] = silver_uri
+    emit_event(**event)
+    get_run_logger().info("%s.%s: handed off %s", batch.source, batch.stream, manifest_url)
+    return manifest_url
+
+
+@task(
+    name="commit-state",
+    task_run_name="commit-state-{outcome.source}",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_transient,
+    cache_policy=NO_CACHE,
+)
+def commit_state_task(outcome: SyncOutcome, handed_off: list[str], bronze_uri: str) -> None:
+    """Advance the connector state of the streams that were handed off (others resume where they were)."""
+    bronze = open_storage(bronze_uri)
+    try:
+        state = load_state(bronze, outcome.source)
+        committed = {outcome.batches[name].state_key for name in handed_off}
+        state.merge(outcome.state_messages, committed, all_committed=set(handed_off) == set(outcome.batches))
+        for stream in handed_off:
+            state.generations[stream] = outcome.batches[stream].generation_id
+        state.last_sync_id = outcome.sync_id
+        save_state(bronze, outcome.source, state)
+    finally:
+        bronze.close()
+    get_run_logger().info("%s: state committed for %d stream(s)", outcome.source, len(handed_off))

@@ -1,0 +1,63 @@
+"""Session fixtures: an isolated Prefect home, one Prefect test harness, one real S3 server, the real connector.
+
+Environment isolation happens at import time, before anything imports prefect, so no test reads or
+writes the developer's ~/.prefect (results there would leak cached state between sessions).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="lakehouse-tests-"))
+os.environ["PREFECT_HOME"] = str(_SESSION_DIR / "prefect-home")
+os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(_SESSION_DIR / "prefect-results")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_TASKS_DISABLE_CACHING"] = "true"
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+for _name in ("BRONZE_URI", "SILVER_URI", "CATALOG", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+    os.environ.pop(_name, None)
+
+from support.seaweed import S3Endpoint, SeaweedS3Server  # noqa: E402
+
+from lakehouse_ingest.settings import IngestSettings  # noqa: E402
+
+FAKER_SOURCE = {
+    "name": "faker",
+    "connector": {"package": "airbyte-source-faker", "version": "7.2.1"},
+    "config": {"count": 30, "seed": 42, "records_per_slice": 10, "always_updated": False, "parallelism": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def connector_cache_dir() -> Path:
+    """Where connectors are installed: the user's cache (installed once per machine, ~60 s)."""
+    return IngestSettings().connector_cache_dir
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """Prefect's real test server, once per session (it costs ~6.5 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """A real S3-compatible server (SeaweedFS) on loopback with buckets bronze and silver."""
+    with SeaweedS3Server(tmp_path_factory.mktemp("seaweed")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_env(s3: S3Endpoint, monkeypatch: pytest.MonkeyPatch) -> S3Endpoint:
+    """The S3 server's endpoint and keys in the standard AWS variables, for this test only."""
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
+    return s3
