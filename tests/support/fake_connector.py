@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""A tiny Airbyte source connector for failure paths the real faker connector cannot produce.
+
+It speaks the real protocol (spec / check / discover / read) and its behaviour comes from its config:
+``stream_name`` (default "items"), ``records`` (how many to emit), ``fail_with`` (emit a TRACE error
+with this message after the records and exit 1), ``exit_code`` (exit with it, silently).
+"""
+
+import json
+import sys
+
+SPEC = {
+    "connectionSpecification": {
+        "type": "object",
+        "required": ["records"],
+        "properties": {
+            "records": {"type": "integer", "minimum": 0},
+            "api_key": {"type": "string", "airbyte_secret": True},
+            "stream_name": {"type": "string"},
+            "fail_with": {"type": "string"},
+            "exit_code": {"type": "integer"},
+        },
+    }
+}
+
+
+def emit(message: dict) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+
+
+def option(name: str, default: object = None) -> object:
+    args = sys.argv[2:]
+    if name not in args:
+        return default
+    with open(args[args.index(name) + 1]) as handle:
+        return json.load(handle)
+
+
+def stream(config: dict) -> dict:
+    return {
+        "name": config.get("stream_name", "items"),
+        "json_schema": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}},
+        "supported_sync_modes": ["full_refresh"],
+        "source_defined_primary_key": [["id"]],
+    }
+
+
+def main() -> int:
+    command = sys.argv[1]
+    config = option("--config", {})
+    if command == "spec":
+        emit({"type": "SPEC", "spec": SPEC})
+    elif command == "check":
+        emit({"type": "CONNECTION_STATUS", "connectionStatus": {"status": "SUCCEEDED"}})
+    elif command == "discover":
+        emit({"type": "CATALOG", "catalog": {"streams": [stream(config)]}})
+    elif command == "read":
+        name = stream(config)["name"]
+        for i in range(config["records"]):
+            emit({"type": "RECORD", "record": {"stream": name, "data": {"id": i, "name": f"n{i}"}, "emitted_at": 1700000000000}})
+        if config.get("fail_with"):
+            emit({"type": "TRACE", "trace": {"type": "ERROR", "emitted_at": 1700000000000,
+                                             "error": {"message": config["fail_with"], "failure_type": "config_error"}}})
+            return 1
+        emit({"type": "STATE", "state": {"type": "STREAM", "stream": {"stream_descriptor": {"name": name}, "stream_state": {"done": True}}}})
+    return int(config.get("exit_code", 0)) if command == "read" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
