@@ -89,7 +89,9 @@ def test_one_of_becomes_a_union() -> None:
 
 
 def test_nullable_any_of_keeps_the_option_format() -> None:
-    assert column_type({"anyOf": [{"type": "null"}, {"type": "string", "format": "date"}]}).arrow == pa.date32()
+    assert (
+        column_type({"anyOf": [{"type": "null"}, {"type": "string", "format": "date"}]}).arrow == pa.date32()
+    )
 
 
 def test_arrow_schema_starts_with_airbyte_fields() -> None:
@@ -128,7 +130,13 @@ def test_stream_without_properties_has_only_airbyte_fields() -> None:
 
 @pytest.mark.parametrize(
     ("field", "expected"),
-    [("Prénom Nom", "Prenom_Nom"), ("1st", "_1st"), ("a-b.c", "a_b_c"), ("plain_name", "plain_name"), ("", "_")],
+    [
+        ("Prénom Nom", "Prenom_Nom"),
+        ("1st", "_1st"),
+        ("a-b.c", "a_b_c"),
+        ("plain_name", "plain_name"),
+        ("", "_"),
+    ],
 )
 def test_column_name(field: str, expected: str) -> None:
     assert column_name(field) == expected

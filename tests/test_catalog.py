@@ -64,7 +64,7 @@ def test_missing_sources_key(text: str) -> None:
 
 
 def test_empty_sources_list() -> None:
-    with pytest.raises(ConfigError, match="cat.yaml: sources:"):
+    with pytest.raises(ConfigError, match=r"cat\.yaml: sources:"):
         parse_catalog("sources: []\n", "cat.yaml", {})
 
 
@@ -72,8 +72,14 @@ def test_empty_sources_list() -> None:
     ("body", "place"),
     [
         ("  - name: a\n    conector: {package: airbyte-source-faker}\n", "sources.0.conector"),
-        ("  - name: a\n    connector: {package: airbyte-source-faker, verison: '1'}\n", "sources.0.connector.verison"),
-        ("  - name: a\n    connection_id: x\n    streams: [{name: s, sync_mod: incremental}]\n", "sources.0.streams.0.sync_mod"),
+        (
+            "  - name: a\n    connector: {package: airbyte-source-faker, verison: '1'}\n",
+            "sources.0.connector.verison",
+        ),
+        (
+            "  - name: a\n    connection_id: x\n    streams: [{name: s, sync_mod: incremental}]\n",
+            "sources.0.streams.0.sync_mod",
+        ),
     ],
 )
 def test_unknown_field_names_its_place(body: str, place: str) -> None:
@@ -110,7 +116,11 @@ def test_bad_engine(body: str, message: str) -> None:
 
 
 def test_env_references_are_resolved() -> None:
-    body = "  - name: a\n    connection_id: '${CONN}'\n    config: {key: 'k-${API_KEY}', list: ['${API_KEY}'], n: 3}\n"
+    body = (
+        "  - name: a\n"
+        "    connection_id: '${CONN}'\n"
+        "    config: {key: 'k-${API_KEY}', list: ['${API_KEY}'], n: 3}\n"
+    )
     catalog = parse_catalog(catalog_with_source(body), "cat.yaml", {"API_KEY": "s3cr3t", "CONN": "c-1"})
     (source,) = catalog.sources
     assert source.connection_id == "c-1"
@@ -140,7 +150,8 @@ def test_unsafe_stream_dirs(stream: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("stream", "expected"), [("my stream", "my_stream"), ("users", "users"), ("a.b-c_d", "a.b-c_d"), ("é$", "__")]
+    ("stream", "expected"),
+    [("my stream", "my_stream"), ("users", "users"), ("a.b-c_d", "a.b-c_d"), ("é$", "__")],
 )
 def test_safe_stream_dir(stream: str, expected: str) -> None:
     assert safe_stream_dir(stream) == expected

@@ -282,12 +282,18 @@ def test_foreign_line_in_chunk_is_refused(other: bytes) -> None:
 
 
 def test_unusual_key_order_converts() -> None:
-    line = b'{"record":{"emitted_at":1700000000999,"data":{"name":"Bo","id":9},"stream":"users"},"type":"RECORD"}'
+    line = (
+        b'{"record":{"emitted_at":1700000000999,"data":{"name":"Bo","id":9},"stream":"users"},'
+        b'"type":"RECORD"}'
+    )
     conv = converter()
     table = conv.convert([line, record_line({"id": 10})])
     assert table.column("id").to_pylist() == [9, 10]
     assert table.column("name").to_pylist() == ["Bo", None]
-    assert table.column("_airbyte_extracted_at").cast(pa.int64()).to_pylist() == [1_700_000_000_999, EMITTED_AT]
+    assert table.column("_airbyte_extracted_at").cast(pa.int64()).to_pylist() == [
+        1_700_000_000_999,
+        EMITTED_AT,
+    ]
     assert without_raw_id(conv._convert_exact([line])).equals(without_raw_id(conv._convert_fast([line])))
 
 

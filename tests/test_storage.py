@@ -104,7 +104,7 @@ def test_delete(storage: LakeStorage) -> None:
     assert [o.key for o in storage.list("a")] == ["a/c.txt"]
 
 
-def test_publish_file_and_open_parquet(storage: LakeStorage, tmp_path: Path) -> None:
+def test_publish_file_and_open_parquet(storage: LakeStorage) -> None:
     table = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "name": ["a", None, "c"]})
     with storage.staging_dir() as staging:
         local = staging / "part-0.parquet"
@@ -143,7 +143,17 @@ def test_bad_keys_are_refused(storage: LakeStorage, key: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "uri", ["", "   ", "gs://x/y", "s3://Bad_Bucket", "s3://bucket/../x", "s3://bucket/a?b=1", "s3://ab"]
+    "uri",
+    [
+        "",
+        "   ",
+        "gs://x/y",
+        "s3://Bad_Bucket",
+        "s3://bucket/../x",
+        "s3://bucket/a?b=1",
+        "s3://ab",
+        "s3://bucket/a//b",
+    ],
 )
 def test_open_storage_refuses_bad_uris(uri: str) -> None:
     with pytest.raises(ConfigError):
@@ -158,10 +168,18 @@ def test_open_storage_local(tmp_path: Path) -> None:
 
 
 def test_open_storage_s3_reads_aws_env() -> None:
-    env = {"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "id", "AWS_DEFAULT_REGION": "eu-west-3"}
+    env = {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:1",
+        "AWS_ACCESS_KEY_ID": "id",
+        "AWS_DEFAULT_REGION": "eu-west-3",
+    }
     storage = open_storage("s3://bronze/some/prefix/", env=env)
     assert isinstance(storage, S3Storage)
-    assert (storage.bucket, storage.prefix, storage.uri) == ("bronze", "some/prefix", "s3://bronze/some/prefix")
+    assert (storage.bucket, storage.prefix, storage.uri) == (
+        "bronze",
+        "some/prefix",
+        "s3://bronze/some/prefix",
+    )
     assert storage.url_for("a/b.json") == "s3://bronze/some/prefix/a/b.json"
     assert storage.settings.endpoint_url == "http://127.0.0.1:1"
     assert storage.settings.region == "eu-west-3"
