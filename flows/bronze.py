@@ -25,7 +25,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from lakehouse_ingest.catalog import SourceEntry, load_catalog
 from lakehouse_ingest.checks import BatchValidation
-from lakehouse_ingest.connector import ConnectorInstaller, Connector
+from lakehouse_ingest.connector import Connector, ConnectorInstaller
 from lakehouse_ingest.embedded import SourcePlan, SyncOutcome, validate_config
 from lakehouse_ingest.errors import ConfigError, IngestError
 from lakehouse_ingest.settings import IngestSettings
@@ -63,7 +63,9 @@ class StreamReport:
         return dict(self.__dict__)
 
 
-@flow(name="bronze-ingest", task_runner=ThreadPoolTaskRunner(max_workers=8))
+# Sources sync concurrently; each sync is mostly waiting on its connector subprocess.
+# (Prefect's own annotations reject a concrete runner here: hence the ignore.)
+@flow(name="bronze-ingest", task_runner=ThreadPoolTaskRunner(max_workers=8))  # type: ignore[arg-type]
 def bronze_ingest(
     sources: list[str] | None = None,
     catalog: str | None = None,
@@ -74,13 +76,18 @@ def bronze_ingest(
     logger = get_run_logger()
     settings = _settings(catalog, bronze, silver)
     selected = _select(settings, sources)
-    logger.info("bronze: %s, silver: %s, sources: %s", settings.bronze_uri, settings.silver_uri,
-                ", ".join(s.name for s in selected))
+    logger.info(
+        "bronze: %s, silver: %s, sources: %s",
+        settings.bronze_uri,
+        settings.silver_uri,
+        ", ".join(s.name for s in selected),
+    )
     plan_futures = [plan_source_task.submit(s, str(settings.connector_cache_dir)) for s in selected]
     plans = [f.result() for f in plan_futures]  # any bad input stops here, before a single write
     syncs = {
-        p.source.name: embedded_sync_task.submit(p, settings.bronze_uri, settings.parquet_compression,
-                                                 settings.part_max_rows)
+        p.source.name: embedded_sync_task.submit(
+            p, settings.bronze_uri, settings.parquet_compression, settings.part_max_rows
+        )
         for p in plans
     }
     reports: list[StreamReport] = []
@@ -109,8 +116,13 @@ def _finish_source(plan: SourcePlan, sync: PrefectFuture[SyncOutcome], settings:
     for name, batch in outcome.batches.items():
         validation: BatchValidation = validations[name].result()
         report = StreamReport(
-            batch.source, name, "failed_validation", rows=batch.records, files=len(batch.files),
-            bytes=batch.bytes, checks=f"{sum(c.passed for c in validation.checks)}/{len(validation.checks)}",
+            batch.source,
+            name,
+            "failed_validation",
+            rows=batch.records,
+            files=len(batch.files),
+            bytes=batch.bytes,
+            checks=f"{sum(c.passed for c in validation.checks)}/{len(validation.checks)}",
         )
         if validation.passed:
             report.detail = hand_off_batch_task(batch, validation, settings.bronze_uri, settings.silver_uri)
@@ -164,8 +176,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--source", action="append", metavar="NAME", help="source to sync (repeatable; default: all)")
     parser.add_argument("--catalog", metavar="FILE", help="YAML catalog of sources (default: $CATALOG or built-in)")
-    parser.add_argument("--bronze", metavar="URI", help="bronze root: a directory or s3://bucket[/prefix] "
-                        "(default: $BRONZE_URI or ./lakehouse/bronze)")
+    parser.add_argument(
+        "--bronze",
+        metavar="URI",
+        help="bronze root: a directory or s3://bucket[/prefix] (default: $BRONZE_URI or ./lakehouse/bronze)",
+    )
     parser.add_argument("--silver", metavar="URI", help="silver root (default: $SILVER_URI or ./lakehouse/silver)")
     return parser
 
@@ -193,8 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _print_rows(rows: list[dict[str, Any]]) -> None:
     for row in rows:
-        print(f"{row['source']}.{row['stream']}: {row['rows']} rows in {row['files']} file(s), "
-              f"{row['bytes']} bytes, checks {row['checks']} -> {row['detail']}")
+        print(
+            f"{row['source']}.{row['stream']}: {row['rows']} rows in {row['files']} file(s), "
+            f"{row['bytes']} bytes, checks {row['checks']} -> {row['detail']}"
+        )
 
 
 if __name__ == "__main__":

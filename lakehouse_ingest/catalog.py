@@ -129,9 +129,7 @@ class Catalog(_Model):
         known = {s.name: s for s in self.sources}
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise ConfigError(
-                f"unknown source {', '.join(map(repr, unknown))}; the catalog has: {', '.join(known)}"
-            )
+            raise ConfigError(f"unknown source {', '.join(map(repr, unknown))}; the catalog has: {', '.join(known)}")
         return [known[n] for n in dict.fromkeys(names)]
 
 

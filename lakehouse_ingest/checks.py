@@ -63,7 +63,9 @@ def _is_meta(t: pa.DataType) -> bool:
     if not pa.types.is_struct(t):
         return False
     names = {t.field(i).name: t.field(i).type for i in range(t.num_fields)}
-    return pa.types.is_int64(names.get("sync_id", pa.null())) and pa.types.is_list(names.get("changes", pa.null()))
+    return bool(
+        pa.types.is_int64(names.get("sync_id", pa.null())) and pa.types.is_list(names.get("changes", pa.null()))
+    )
 
 
 AIRBYTE_COLUMN_TYPES: dict[str, Callable[[pa.DataType], bool]] = {
@@ -121,9 +123,7 @@ def _check_airbyte_columns(files: Iterable[tuple[str, pq.ParquetFile]]) -> Check
             if index < 0:
                 return CheckResult("airbyte_columns", False, f"column {name} is missing", key)
             if not ok(schema.field(index).type):
-                return CheckResult(
-                    "airbyte_columns", False, f"column {name} has type {schema.field(index).type}", key
-                )
+                return CheckResult("airbyte_columns", False, f"column {name} has type {schema.field(index).type}", key)
     return CheckResult("airbyte_columns", True, "Airbyte columns present with their types")
 
 
@@ -138,15 +138,16 @@ def _check_row_count(files: list[tuple[str, pq.ParquetFile]], expected: int) -> 
 def _check_sync_id(files: list[tuple[str, pq.ParquetFile]], sync_id: int) -> CheckResult:
     for key, parquet in files:
         for group in range(parquet.num_row_groups):
-            meta = parquet.read_row_group(group, columns=["_airbyte_meta"]).column(0).combine_chunks()
+            try:
+                meta = parquet.read_row_group(group, columns=["_airbyte_meta"]).column(0).combine_chunks()
+            except (OSError, pa.ArrowException) as exc:
+                return CheckResult("sync_id", False, f"row group {group} cannot be read: {_short(exc)}", key)
             ids = meta.field("sync_id") if meta.null_count == 0 else None
             if ids is None or ids.null_count:
                 return CheckResult("sync_id", False, "rows without _airbyte_meta.sync_id", key)
             low, high = pc.min_max(ids).values()
             if low.as_py() != sync_id or high.as_py() != sync_id:
-                return CheckResult(
-                    "sync_id", False, f"sync ids {low.as_py()}..{high.as_py()}, expected {sync_id}", key
-                )
+                return CheckResult("sync_id", False, f"sync ids {low.as_py()}..{high.as_py()}, expected {sync_id}", key)
     return CheckResult("sync_id", True, f"every row carries sync id {sync_id}")
 
 
@@ -165,7 +166,10 @@ def _check_not_null(files: list[tuple[str, pq.ParquetFile]], column: str) -> Che
         if parquet.schema_arrow.get_field_index(top) < 0:
             return CheckResult(name, False, f"primary-key column {column} is missing", key)
         for group in range(parquet.num_row_groups):
-            values = parquet.read_row_group(group, columns=[top]).column(0).combine_chunks()
+            try:
+                values = parquet.read_row_group(group, columns=[top]).column(0).combine_chunks()
+            except (OSError, pa.ArrowException) as exc:
+                return CheckResult(name, False, f"row group {group} cannot be read: {_short(exc)}", key)
             for part in column.split(".")[1:]:
                 values = pc.struct_field(values, part) if pa.types.is_struct(values.type) else values
             if values.null_count:

@@ -124,9 +124,7 @@ class Connector:
         return streams
 
     @contextlib.contextmanager
-    def read(
-        self, config: dict[str, Any], catalog: dict[str, Any], state: Any | None
-    ) -> Iterator[ReadProcess]:
+    def read(self, config: dict[str, Any], catalog: dict[str, Any], state: Any | None) -> Iterator[ReadProcess]:
         """Start ``read``; the caller iterates lines; leaving the block waits for (or kills) the process."""
         with _private_files(config=config, catalog=catalog, state=state) as files:
             args = ["read", "--config", str(files["config"]), "--catalog", str(files["catalog"])]
@@ -176,7 +174,7 @@ class ReadProcess:
         import queue
 
         self.name = name
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self._stderr, bufsize=1 << 20)
         self._queue: queue.Queue[list[bytes] | BaseException | None] = queue.Queue(self.QUEUE_CHUNKS)
         self._pump = threading.Thread(target=self._run_pump, name=f"{name}-stdout", daemon=True)

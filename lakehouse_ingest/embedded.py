@@ -36,7 +36,12 @@ from .storage import LakeStorage
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 CONVERT_LINES = 10_000
 PROGRESS_EVERY_SECONDS = 15.0
-_LOG_LEVELS = {"FATAL": logging.CRITICAL, "ERROR": logging.ERROR, "WARN": logging.WARNING, "INFO": logging.INFO}
+_LOG_LEVELS = {
+    "FATAL": logging.CRITICAL,
+    "ERROR": logging.ERROR,
+    "WARN": logging.WARNING,
+    "INFO": logging.INFO,
+}
 
 
 @dataclass(frozen=True)
@@ -58,8 +63,11 @@ class StreamPlan:
 
     def configured(self) -> dict[str, Any]:
         """The ConfiguredAirbyteStream the connector's ``read`` expects."""
-        stream: dict[str, Any] = {"name": self.name, "json_schema": self.json_schema,
-                                  "supported_sync_modes": ["full_refresh", "incremental"]}
+        stream: dict[str, Any] = {
+            "name": self.name,
+            "json_schema": self.json_schema,
+            "supported_sync_modes": ["full_refresh", "incremental"],
+        }
         if self.namespace:
             stream["namespace"] = self.namespace
         return {
@@ -238,8 +246,7 @@ def run_sync(
     connector = Connector(plan.executable, source.name)
     logger.info("%s: sync %s started (%d streams)", source.name, sync_id, len(plan.streams))
     with bronze.staging_dir() as staging:
-        sinks = _open_sinks(plan, bronze, staging, sync_id, started_at, state.generations, compression,
-                            part_max_rows)
+        sinks = _open_sinks(plan, bronze, staging, sync_id, started_at, state.generations, compression, part_max_rows)
         try:
             latest_states = _pump(connector, plan, state.connector_state(), sinks, logger)
             for sink in sinks.values():
@@ -257,8 +264,13 @@ def run_sync(
         batches={name: sink.batch for name, sink in sinks.items()},
         state_messages=list(latest_states.values()),
     )
-    logger.info("%s: sync %s read %d records in %.1f s", source.name, sync_id, outcome.records,
-                (outcome.finished_at - started_at).total_seconds())
+    logger.info(
+        "%s: sync %s read %d records in %.1f s",
+        source.name,
+        sync_id,
+        outcome.records,
+        (outcome.finished_at - started_at).total_seconds(),
+    )
     return outcome
 
 
@@ -277,16 +289,28 @@ def _open_sinks(
         generation = generations.get(stream.name, 0) + (1 if stream.destination_sync_mode == "overwrite" else 0)
         columns = stream.columns
         batch = StreamBatch(
-            source=plan.source.name, stream=stream.name, namespace=stream.namespace, sync_id=sync_id,
-            generation_id=generation, started_at=started_at, prefix=stream_prefix(plan.source.name, stream.name),
-            sync_mode=stream.sync_mode, destination_sync_mode=stream.destination_sync_mode,
-            primary_key=stream.primary_key, cursor_field=stream.cursor_field, schema=columns.arrow_schema,
+            source=plan.source.name,
+            stream=stream.name,
+            namespace=stream.namespace,
+            sync_id=sync_id,
+            generation_id=generation,
+            started_at=started_at,
+            prefix=stream_prefix(plan.source.name, stream.name),
+            sync_mode=stream.sync_mode,
+            destination_sync_mode=stream.destination_sync_mode,
+            primary_key=stream.primary_key,
+            cursor_field=stream.cursor_field,
+            schema=columns.arrow_schema,
         )
         stream_staging = staging / safe_stream_dir(stream.name)
         stream_staging.mkdir()
         writer = PartWriter(
-            bronze, stream_staging, columns.arrow_schema,
-            partial(data_key, plan.source.name, stream.name, started_at), part_max_rows, compression,
+            bronze,
+            stream_staging,
+            columns.arrow_schema,
+            partial(data_key, plan.source.name, stream.name, started_at),
+            part_max_rows,
+            compression,
         )
         sinks[stream.name] = _StreamSink(batch, RecordConverter(stream.name, columns, sync_id, generation), writer)
     return sinks

@@ -44,9 +44,7 @@ def build_manifest(storage: LakeStorage, batch: StreamBatch, validation: BatchVa
         "rows": batch.records,
         "bytes": batch.bytes,
         "files": [{"key": f.key, "url": storage.url_for(f.key), "rows": f.rows, "bytes": f.bytes} for f in batch.files],
-        "schema": [
-            {"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in batch.schema
-        ],
+        "schema": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in batch.schema],
         "checks": [asdict(c) for c in validation.checks],
     }
 

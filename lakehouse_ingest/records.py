@@ -3,7 +3,7 @@
 Two paths give the same result:
 
 - the fast path hands a chunk of raw lines to pyarrow's JSON reader with an explicit schema
-  (about 3× cheaper than ``json.loads`` + ``from_pylist``), used when every column can be parsed natively;
+  (about 3x cheaper than ``json.loads`` + ``from_pylist``), used when every column can be parsed natively;
 - the exact path parses line by line and coerces every value the way Airbyte's destination does:
   a value that does not fit its column becomes null and is recorded in ``_airbyte_meta.changes``.
 
@@ -63,9 +63,7 @@ class RecordConverter:
         table = pa_json.read_json(
             io.BytesIO(payload),
             read_options=pa_json.ReadOptions(block_size=max(1 << 20, len(payload) + 1)),
-            parse_options=pa_json.ParseOptions(
-                explicit_schema=self._envelope, unexpected_field_behavior="ignore"
-            ),
+            parse_options=pa_json.ParseOptions(explicit_schema=self._envelope, unexpected_field_behavior="ignore"),
         )
         record = table.column("record").combine_chunks()
         if record.null_count or record.field("stream").to_pylist().count(self.stream) != len(record):
@@ -95,20 +93,22 @@ class RecordConverter:
             record = message.get("record") if isinstance(message, dict) else None
             if not isinstance(record, dict) or record.get("stream") != self.stream:
                 raise ValueError(f"not a RECORD of stream {self.stream!r}: {line[:200]!r}")
-            data = record.get("data") if isinstance(record.get("data"), dict) else {}
+            data = record.get("data")
+            if not isinstance(data, dict):
+                data = {}
             row_changes: list[Change] = list((record.get("meta") or {}).get("changes") or [])
             for index, (name, col, ctype) in enumerate(self.columns.columns):
                 values[index].append(coerce(data.get(name), ctype, col, row_changes))
-            emitted.append(int(record.get("emitted_at") or 0))
+            emitted.append(
+                int(record.get("emitted_at") or datetime.now(UTC).timestamp() * 1000)
+            )  # required; tolerate its absence
             changes.append(row_changes)
         arrays = [pa.array(v, type=t.arrow) for v, (_, _, t) in zip(values, self.columns.columns, strict=True)]
         changes_array = pa.array(changes, type=pa.list_(pa.field("element", AIRBYTE_CHANGE)))
         return self._assemble(len(emitted), pa.array(emitted, pa.int64()), changes_array, arrays)
 
     # -- shared ----------------------------------------------------------------------------------
-    def _assemble(
-        self, rows: int, emitted_ms: pa.Array, changes: pa.Array | None, data: list[pa.Array]
-    ) -> pa.Table:
+    def _assemble(self, rows: int, emitted_ms: pa.Array, changes: pa.Array | None, data: list[pa.Array]) -> pa.Table:
         raw_ids = pa.array([str(uuid.uuid4()) for _ in range(rows)], pa.string())
         extracted = emitted_ms.cast(pa.timestamp("ms", tz="UTC"))
         if changes is None:

@@ -28,6 +28,4 @@ class IngestSettings(BaseSettings):
     parquet_compression: Literal["snappy", "zstd", "gzip", "none"] = Field(
         "snappy", validation_alias=AliasChoices("PARQUET_COMPRESSION", "parquet_compression")
     )
-    part_max_rows: int = Field(
-        1_000_000, ge=1, validation_alias=AliasChoices("PART_MAX_ROWS", "part_max_rows")
-    )
+    part_max_rows: int = Field(1_000_000, ge=1, validation_alias=AliasChoices("PART_MAX_ROWS", "part_max_rows"))

@@ -101,7 +101,7 @@ class LakeStorage(ABC):
         handle = fs.open_input_file(f"{root}/{check_key(key)}")
         return pq.ParquetFile(handle)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a no-op for local storage on purpose
         """Release clients and filesystems (S3 ones must go before pyarrow's S3 finalizer)."""
 
 

@@ -19,7 +19,14 @@ os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(_SESSION_DIR / "prefect-r
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_TASKS_DISABLE_CACHING"] = "true"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-for _name in ("BRONZE_URI", "SILVER_URI", "CATALOG", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+for _name in (
+    "BRONZE_URI",
+    "SILVER_URI",
+    "CATALOG",
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+):
     os.environ.pop(_name, None)
 
 from support.seaweed import S3Endpoint, SeaweedS3Server  # noqa: E402

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -54,7 +57,11 @@ class Landed:
         return cls(objects)
 
     def parquet(self, stream: str) -> dict[str, pa.Table]:
-        return {k: pq.read_table(io.BytesIO(v)) for k, v in self.objects.items() if k.startswith(f"airbyte/faker/{stream}/") and k.endswith(".parquet")}
+        return {
+            k: pq.read_table(io.BytesIO(v))
+            for k, v in self.objects.items()
+            if k.startswith(f"airbyte/faker/{stream}/") and k.endswith(".parquet")
+        }
 
     def manifests(self, stream: str) -> list[dict[str, Any]]:
         found = [json.loads(v) for k, v in self.objects.items() if k.startswith(f"airbyte/faker/{stream}/_manifests/")]
@@ -72,7 +79,12 @@ def assert_batch(landed: Landed, stream: str, sync_id: int) -> pa.Table:
         match = KEY.fullmatch(key)
         assert match and match["stream"] == stream and int(match["epoch"]) == sync_id
     table = pa.concat_tables(files.values())
-    assert table.column_names[:4] == ["_airbyte_raw_id", "_airbyte_extracted_at", "_airbyte_meta", "_airbyte_generation_id"]
+    assert table.column_names[:4] == [
+        "_airbyte_raw_id",
+        "_airbyte_extracted_at",
+        "_airbyte_meta",
+        "_airbyte_generation_id",
+    ]
     schema = table.schema
     assert schema.field("_airbyte_raw_id").type == pa.string()
     assert schema.field("_airbyte_extracted_at").type == pa.timestamp("ms", tz="UTC")
@@ -94,7 +106,7 @@ def assert_batch(landed: Landed, stream: str, sync_id: int) -> pa.Table:
     return table
 
 
-def validated_events(sync_id: int, timeout: float = 20.0) -> list[Any]:
+def validated_events(sync_id: int, expected: int = len(STREAMS), timeout: float = 20.0) -> list[Any]:
     """The ``bronze.batch.validated`` events of one sync, read back from the Prefect server."""
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter
@@ -104,7 +116,7 @@ def validated_events(sync_id: int, timeout: float = 20.0) -> list[Any]:
         while True:
             page = client.read_events(EventFilter(event=EventNameFilter(name=["bronze.batch.validated"])), limit=50)
             events = [e for e in page.events if e.payload.get("sync_id") == sync_id]
-            if len(events) >= len(STREAMS) or time.monotonic() > deadline:
+            if len(events) >= expected or time.monotonic() > deadline:
                 return events
             time.sleep(0.5)
 
@@ -120,7 +132,9 @@ def latest_artifact_rows() -> list[dict[str, Any]]:
     return json.loads(data) if isinstance(data, str) else data
 
 
-def test_local_default_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_local_default_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     catalog = write_catalog(tmp_path / "catalog.yaml")
 
@@ -143,7 +157,7 @@ def test_local_default_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         assert event.payload["silver_root"].endswith("lakehouse/silver")
     rows = {r["stream"]: r for r in latest_artifact_rows()}
     assert rows["users"]["rows"] == 30 and rows["users"]["status"] == "handed_off"
-    assert f"faker.users: 30 rows" in capsys.readouterr().out
+    assert "faker.users: 30 rows" in capsys.readouterr().out
 
 
 def test_incremental_second_run_resumes_from_saved_state(tmp_path: Path) -> None:
@@ -152,7 +166,9 @@ def test_incremental_second_run_resumes_from_saved_state(tmp_path: Path) -> None
 
     assert main(["--catalog", str(catalog), "--bronze", str(bronze)]) == 0
     first = Landed.local(bronze)
-    users_state = next(s for s in first.state()["stream_states"].values() if s["stream"]["stream_descriptor"]["name"] == "users")
+    users_state = next(
+        s for s in first.state()["stream_states"].values() if s["stream"]["stream_descriptor"]["name"] == "users"
+    )
     assert users_state["stream"]["stream_state"]["loop_offset"] == 30
 
     assert main(["--catalog", str(catalog), "--bronze", str(bronze)]) == 0
@@ -165,14 +181,33 @@ def test_incremental_second_run_resumes_from_saved_state(tmp_path: Path) -> None
     assert len(second.parquet("users")) == 1
 
 
-def test_s3_end_to_end(tmp_path: Path, s3_env: S3Endpoint) -> None:
+def test_s3_end_to_end_through_the_real_entry_point(tmp_path: Path, s3_env: S3Endpoint) -> None:
+    """``python -m flows.bronze`` as a user runs it, against the session's Prefect server and S3 server."""
+    from prefect.settings import get_current_settings
+
     catalog = write_catalog(tmp_path / "catalog.yaml", streams=[{"name": "users"}, {"name": "purchases"}])
     prefix = f"e2e-{uuid.uuid4().hex[:8]}"
-    marker_client = s3_env.boto3_client()
-    marker_client.put_object(Bucket="bronze", Key=f"{prefix}/airbyte/faker/users/", Body=b"")  # MinIO-style folder marker
+    s3_env.boto3_client().put_object(Bucket="bronze", Key=f"{prefix}/airbyte/faker/users/", Body=b"")  # folder marker
+    env = {
+        **os.environ,
+        **s3_env.env(),
+        "PREFECT_API_URL": str(get_current_settings().api.url),
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+    }
+    command = [sys.executable, "-m", "flows.bronze", "--catalog", str(catalog), "--bronze", f"s3://bronze/{prefix}"]
+    result = subprocess.run(
+        [*command, "--silver", "s3://silver/x"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
-    assert main(["--catalog", str(catalog), "--bronze", f"s3://bronze/{prefix}", "--silver", "s3://silver/x"]) == 0
-
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "faker.users: 30 rows in 1 file(s)" in result.stdout
+    assert s3_env.secret_key not in result.stdout + result.stderr
     landed = Landed.s3(s3_env, "bronze", prefix)
     sync_id = landed.manifests("users")[0]["sync_id"]
     assert len(assert_batch(landed, "users", sync_id)) == 30
@@ -181,6 +216,9 @@ def test_s3_end_to_end(tmp_path: Path, s3_env: S3Endpoint) -> None:
     manifest = landed.manifests("users")[0]
     assert manifest["bronze_root"] == f"s3://bronze/{prefix}"
     assert all(f["url"].startswith(f"s3://bronze/{prefix}/airbyte/faker/users/") for f in manifest["files"])
+    assert {e.payload["manifest"] for e in validated_events(sync_id, expected=2)} == {
+        f"s3://bronze/{prefix}/airbyte/faker/{stream}/_manifests/{sync_id}.json" for stream in ("users", "purchases")
+    }
 
 
 def test_failed_validation_fails_the_run_and_hands_off_only_passing_streams(tmp_path: Path) -> None:

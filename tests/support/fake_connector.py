@@ -8,6 +8,7 @@ with this message after the records and exit 1), ``exit_code`` (exit with it, si
 
 import json
 import sys
+from pathlib import Path
 
 SPEC = {
     "connectionSpecification": {
@@ -32,14 +33,16 @@ def option(name: str, default: object = None) -> object:
     args = sys.argv[2:]
     if name not in args:
         return default
-    with open(args[args.index(name) + 1]) as handle:
-        return json.load(handle)
+    return json.loads(Path(args[args.index(name) + 1]).read_text())
 
 
 def stream(config: dict) -> dict:
     return {
         "name": config.get("stream_name", "items"),
-        "json_schema": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}},
+        "json_schema": {
+            "type": "object",
+            "properties": {"id": {"type": "integer"}, "name": {"type": "string"}},
+        },
         "supported_sync_modes": ["full_refresh"],
         "source_defined_primary_key": [["id"]],
     }
@@ -57,12 +60,37 @@ def main() -> int:
     elif command == "read":
         name = stream(config)["name"]
         for i in range(config["records"]):
-            emit({"type": "RECORD", "record": {"stream": name, "data": {"id": i, "name": f"n{i}"}, "emitted_at": 1700000000000}})
+            emit(
+                {
+                    "type": "RECORD",
+                    "record": {
+                        "stream": name,
+                        "data": {"id": i, "name": f"n{i}"},
+                        "emitted_at": 1700000000000,
+                    },
+                }
+            )
         if config.get("fail_with"):
-            emit({"type": "TRACE", "trace": {"type": "ERROR", "emitted_at": 1700000000000,
-                                             "error": {"message": config["fail_with"], "failure_type": "config_error"}}})
+            emit(
+                {
+                    "type": "TRACE",
+                    "trace": {
+                        "type": "ERROR",
+                        "emitted_at": 1700000000000,
+                        "error": {"message": config["fail_with"], "failure_type": "config_error"},
+                    },
+                }
+            )
             return 1
-        emit({"type": "STATE", "state": {"type": "STREAM", "stream": {"stream_descriptor": {"name": name}, "stream_state": {"done": True}}}})
+        emit(
+            {
+                "type": "STATE",
+                "state": {
+                    "type": "STREAM",
+                    "stream": {"stream_descriptor": {"name": name}, "stream_state": {"done": True}},
+                },
+            }
+        )
     return int(config.get("exit_code", 0)) if command == "read" else 0
 
 
