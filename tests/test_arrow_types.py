@@ -25,9 +25,7 @@ UTC_US = pa.timestamp("us", tz="UTC")
         pytest.param({"type": "string", "format": "date"}, pa.date32(), id="date"),
         pytest.param({"type": "string", "format": "time"}, pa.time64("us"), id="time"),
         pytest.param({"type": "string", "format": "date-time"}, UTC_US, id="date-time"),
-        pytest.param(
-            {"type": "string", "airbyte_type": "timestamp_without_timezone"}, UTC_US, id="timestamp-no-tz"
-        ),
+        pytest.param({"type": "string", "airbyte_type": "timestamp_without_timezone"}, UTC_US, id="timestamp-no-tz"),
         pytest.param({"type": ["null", "string"]}, pa.string(), id="nullable-string"),
         pytest.param({"type": ["null", "integer"]}, pa.int64(), id="nullable-integer"),
         pytest.param({"type": ["null", "string"], "format": "date-time"}, UTC_US, id="nullable-date-time"),
@@ -89,9 +87,7 @@ def test_one_of_becomes_a_union() -> None:
 
 
 def test_nullable_any_of_keeps_the_option_format() -> None:
-    assert (
-        column_type({"anyOf": [{"type": "null"}, {"type": "string", "format": "date"}]}).arrow == pa.date32()
-    )
+    assert column_type({"anyOf": [{"type": "null"}, {"type": "string", "format": "date"}]}).arrow == pa.date32()
 
 
 def test_arrow_schema_starts_with_airbyte_fields() -> None:

@@ -71,7 +71,11 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     ],
 )
 def test_bad_catalog_or_arguments_exit_2_and_write_nothing(
-    workdir: Path, capsys: pytest.CaptureFixture[str], sources: list[dict[str, Any]], args: list[str], message: str
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+    sources: list[dict[str, Any]],
+    args: list[str],
+    message: str,
 ) -> None:
     code, err = run(["--catalog", catalog(workdir / "catalog.yaml", *sources), *args], capsys)
     assert code == 2
@@ -127,7 +131,11 @@ def test_stream_name_escaping_the_layout_exit_2_and_nothing_written(
 def test_connector_error_fails_with_its_own_message_and_rolls_back(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    source = {"name": "fake", "connector": FAKE, "config": {"records": 25, "fail_with": "token expired for account 42"}}
+    source = {
+        "name": "fake",
+        "connector": FAKE,
+        "config": {"records": 25, "fail_with": "token expired for account 42"},
+    }
     bronze = tmp_path / "bronze"
     code, err = run(["--catalog", catalog(tmp_path / "catalog.yaml", source), "--bronze", str(bronze)], capsys)
     assert code == 1
@@ -145,14 +153,35 @@ def test_connector_exiting_non_zero_fails_the_sync(tmp_path: Path, capsys: pytes
 
 def test_cli_help_and_argument_errors_through_the_real_entry_point(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
-    shown = subprocess.run([sys.executable, "-m", "flows.bronze", "--help"], capture_output=True, text=True, env=env,
-                           cwd=tmp_path, check=False)
+    shown = subprocess.run(
+        [sys.executable, "-m", "flows.bronze", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
     assert shown.returncode == 0
     assert "--source NAME" in shown.stdout and "--catalog FILE" in shown.stdout and "--bronze URI" in shown.stdout
-    wrong = subprocess.run([sys.executable, "-m", "flows.bronze", "--sauce", "x"], capture_output=True, text=True,
-                           env=env, cwd=tmp_path, check=False)
+    wrong = subprocess.run(
+        [sys.executable, "-m", "flows.bronze", "--sauce", "x"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
     assert wrong.returncode == 2 and "unrecognized arguments: --sauce" in wrong.stderr
-    bad = subprocess.run([sys.executable, "-m", "flows.bronze", "--bronze", "ftp://x"], capture_output=True,
-                         text=True, env=env, cwd=tmp_path, check=False)
-    assert bad.returncode == 2 and bad.stderr.strip() == "error: unsupported storage URI 'ftp://x': use a directory or s3://bucket[/prefix]"
+    bad = subprocess.run(
+        [sys.executable, "-m", "flows.bronze", "--bronze", "ftp://x"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert (
+        bad.returncode == 2
+        and bad.stderr.strip() == "error: unsupported storage URI 'ftp://x': use a directory or s3://bucket[/prefix]"
+    )
     assert list(tmp_path.iterdir()) == []

@@ -116,11 +116,7 @@ def test_bad_engine(body: str, message: str) -> None:
 
 
 def test_env_references_are_resolved() -> None:
-    body = (
-        "  - name: a\n"
-        "    connection_id: '${CONN}'\n"
-        "    config: {key: 'k-${API_KEY}', list: ['${API_KEY}'], n: 3}\n"
-    )
+    body = "  - name: a\n    connection_id: '${CONN}'\n    config: {key: 'k-${API_KEY}', list: ['${API_KEY}'], n: 3}\n"
     catalog = parse_catalog(catalog_with_source(body), "cat.yaml", {"API_KEY": "s3cr3t", "CONN": "c-1"})
     (source,) = catalog.sources
     assert source.connection_id == "c-1"

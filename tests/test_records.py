@@ -49,9 +49,7 @@ VALID_ROWS: list[dict[str, Any]] = [
 ]
 
 
-def record_line(
-    data: dict[str, Any], stream: str = "users", emitted_at: int = EMITTED_AT, meta: Any = None
-) -> bytes:
+def record_line(data: dict[str, Any], stream: str = "users", emitted_at: int = EMITTED_AT, meta: Any = None) -> bytes:
     record: dict[str, Any] = {"stream": stream, "data": data, "emitted_at": emitted_at}
     if meta is not None:
         record["meta"] = meta
@@ -282,10 +280,7 @@ def test_foreign_line_in_chunk_is_refused(other: bytes) -> None:
 
 
 def test_unusual_key_order_converts() -> None:
-    line = (
-        b'{"record":{"emitted_at":1700000000999,"data":{"name":"Bo","id":9},"stream":"users"},'
-        b'"type":"RECORD"}'
-    )
+    line = b'{"record":{"emitted_at":1700000000999,"data":{"name":"Bo","id":9},"stream":"users"},"type":"RECORD"}'
     conv = converter()
     table = conv.convert([line, record_line({"id": 10})])
     assert table.column("id").to_pylist() == [9, 10]
