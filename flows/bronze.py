@@ -83,14 +83,13 @@ def bronze_ingest(
         ", ".join(s.name for s in selected),
     )
     plan_futures = [plan_source_task.submit(s, str(settings.connector_cache_dir)) for s in selected]
-    plans = [f.result() for f in plan_futures]  # any bad input stops here, before a single write
+    plans, reports = _planned(selected, plan_futures)
     syncs = {
         p.source.name: embedded_sync_task.submit(
             p, settings.bronze_uri, settings.parquet_compression, settings.part_max_rows
         )
         for p in plans
     }
-    reports: list[StreamReport] = []
     for plan in plans:
         reports.extend(_finish_source(plan, syncs[plan.source.name], settings))
     rows = [r.as_row() for r in reports]
@@ -100,6 +99,28 @@ def bronze_ingest(
         raise BronzeRunFailed("; ".join(f"{r.source}.{r.stream}: {r.detail}" for r in failed))
     logger.info("%s", _headline(reports))
     return rows
+
+
+def _planned(
+    selected: Sequence[SourceEntry], futures: Sequence[PrefectFuture[SourcePlan]]
+) -> tuple[list[SourcePlan], list[StreamReport]]:
+    """Plans that succeeded, and a report per source whose connector failed to plan (check, discover).
+
+    Bad input (ConfigError) anywhere stops the whole run here, before a single write.
+    """
+    for future in futures:
+        future.wait()
+    errors = [f.state.result(raise_on_failure=False) for f in futures if not f.state.is_completed()]
+    if config_error := next((e for e in errors if isinstance(e, ConfigError)), None):
+        raise config_error
+    plans, failed = [], []
+    for source, future in zip(selected, futures, strict=True):
+        if future.state.is_completed():
+            plans.append(future.result())
+        else:
+            error = future.state.result(raise_on_failure=False)
+            failed.append(StreamReport(source.name, "*", "plan_failed", detail=str(error)))
+    return plans, failed
 
 
 def _finish_source(plan: SourcePlan, sync: PrefectFuture[SyncOutcome], settings: IngestSettings) -> list[StreamReport]:

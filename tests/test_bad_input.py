@@ -34,6 +34,14 @@ def fake_connector_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
 
 
 @pytest.fixture
+def fake_and_faker_cache(fake_connector_cache: Path, connector_cache_dir: Path) -> Path:
+    """The fake connector's cache, with the real faker connector's virtualenv linked in beside it."""
+    faker = connector_cache_dir / "airbyte-source-faker-7.2.1"
+    (fake_connector_cache / faker.name).symlink_to(faker, target_is_directory=True)
+    return fake_connector_cache
+
+
+@pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty working directory: the default lake (./lakehouse) would be created here."""
     path = tmp_path / "work"
@@ -185,3 +193,22 @@ def test_cli_help_and_argument_errors_through_the_real_entry_point(tmp_path: Pat
         and bad.stderr.strip() == "error: unsupported storage URI 'ftp://x': use a directory or s3://bucket[/prefix]"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.connector
+@pytest.mark.usefixtures("fake_and_faker_cache", "prefect_server")
+def test_a_source_failing_its_check_does_not_stop_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = {
+        "name": "fake",
+        "connector": FAKE,
+        "config": {"records": 1, "check_fails": "host db.internal unreachable"},
+    }
+    faker = {**FAKER_SOURCE, "streams": [{"name": "products"}]}
+    bronze = tmp_path / "bronze"
+    code, err = run(["--catalog", catalog(tmp_path / "catalog.yaml", broken, faker), "--bronze", str(bronze)], capsys)
+    assert code == 1
+    assert "fake.*: fake: check failed: host db.internal unreachable" in err
+    assert list((bronze / "airbyte" / "faker" / "products" / "_manifests").glob("*.json")), "faker still handed off"
+    assert not (bronze / "airbyte" / "fake").exists()

@@ -3,7 +3,8 @@
 
 It speaks the real protocol (spec / check / discover / read) and its behaviour comes from its config:
 ``stream_name`` (default "items"), ``records`` (how many to emit), ``fail_with`` (emit a TRACE error
-with this message after the records and exit 1), ``exit_code`` (exit with it, silently).
+with this message after the records and exit 1), ``exit_code`` (``read`` exits with it, silently),
+``check_fails`` (``check`` reports FAILED with it).
 """
 
 import json
@@ -20,6 +21,7 @@ SPEC = {
             "stream_name": {"type": "string"},
             "fail_with": {"type": "string"},
             "exit_code": {"type": "integer"},
+            "check_fails": {"type": "string"},
         },
     }
 }
@@ -54,7 +56,9 @@ def main() -> int:
     if command == "spec":
         emit({"type": "SPEC", "spec": SPEC})
     elif command == "check":
-        emit({"type": "CONNECTION_STATUS", "connectionStatus": {"status": "SUCCEEDED"}})
+        failure = config.get("check_fails")
+        status = {"status": "FAILED", "message": failure} if failure else {"status": "SUCCEEDED"}
+        emit({"type": "CONNECTION_STATUS", "connectionStatus": status})
     elif command == "discover":
         emit({"type": "CATALOG", "catalog": {"streams": [stream(config)]}})
     elif command == "read":
