@@ -135,25 +135,27 @@ def _finish_source(plan: SourcePlan, sync: PrefectFuture[SyncOutcome], settings:
     }
     reports, handed_off = [], []
     for name, batch in outcome.batches.items():
-        validation: BatchValidation = validations[name].result()
         report = StreamReport(
-            batch.source,
-            name,
-            "failed_validation",
-            rows=batch.records,
-            files=len(batch.files),
-            bytes=batch.bytes,
-            checks=f"{sum(c.passed for c in validation.checks)}/{len(validation.checks)}",
+            batch.source, name, "failed_validation", rows=batch.records, files=len(batch.files), bytes=batch.bytes
         )
-        if validation.passed:
-            report.detail = hand_off_batch_task(batch, validation, settings.bronze_uri, settings.silver_uri)
-            report.status = "handed_off"
-            handed_off.append(name)
-        else:
-            report.detail = validation.failure or "validation failed"
+        try:
+            validation: BatchValidation = validations[name].result()
+            report.checks = f"{sum(c.passed for c in validation.checks)}/{len(validation.checks)}"
+            if validation.passed:
+                report.status, report.detail = "handoff_failed", "manifest not published"
+                report.detail = hand_off_batch_task(batch, validation, settings.bronze_uri, settings.silver_uri)
+                report.status = "handed_off"
+                handed_off.append(name)
+            else:
+                report.detail = validation.failure or "validation failed"
+        except Exception as exc:  # a storage outage after retries: report it, keep going with other streams
+            report.detail = f"{type(exc).__name__}: {exc}"
         reports.append(report)
     if handed_off:
-        commit_state_task(outcome, handed_off, settings.bronze_uri)
+        try:
+            commit_state_task(outcome, handed_off, settings.bronze_uri)
+        except Exception as exc:  # batches are handed off; the next run re-reads them (silver dedups by key)
+            reports.append(StreamReport(plan.source.name, "*", "state_commit_failed", detail=str(exc)))
     return reports
 
 
