@@ -1,0 +1,378 @@
+"""validate_batch on real Parquet parts, published through the real storage (local directory and SeaweedFS S3)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from lakehouse_ingest.arrow_types import AIRBYTE_COLUMN_NAMES, stream_columns
+from lakehouse_ingest.checks import BatchValidation, CheckResult, validate_batch
+from lakehouse_ingest.embedded import StreamBatch
+from lakehouse_ingest.layout import data_key, manifest_key, stream_prefix
+from lakehouse_ingest.parquet_parts import PublishedPart
+from lakehouse_ingest.records import RecordConverter
+from lakehouse_ingest.storage import LakeStorage, LocalStorage, S3Storage, open_storage
+
+SOURCE = "shop"
+STREAM = "orders"
+JSON_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "name": {"type": "string"},
+        "updated_at": {"type": "string", "format": "date-time"},
+    },
+}
+COLUMNS = stream_columns(JSON_SCHEMA)
+# Millisecond precision, and the sync id is its epoch in ms: what the engine derives (embedded.py).
+STARTED_AT = datetime(2024, 5, 17, 8, 30, 12, 345_000, tzinfo=UTC)
+SYNC_ID = int(STARTED_AT.timestamp() * 1000)
+ROW_GROUP_ROWS = 2  # several row groups per part, so the per-row-group reads are exercised
+ALL_CHECKS = [
+    "files_listed",
+    "readable_parquet",
+    "airbyte_columns",
+    "row_count",
+    "sync_id",
+    "primary_key_not_null(id)",
+]
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LakeStorage]:
+    if request.param == "local":
+        store: LakeStorage = LocalStorage(tmp_path / "lake")
+    else:
+        request.getfixturevalue("s3_env")
+        store = open_storage(f"s3://bronze/test-checks-{uuid.uuid4().hex}")
+        assert isinstance(store, S3Storage)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def record_lines(ids: Iterable[int | None]) -> list[bytes]:
+    """Protocol RECORD lines of the stream, one per id (None gives a record whose id is null)."""
+    emitted_at = SYNC_ID + 1_000
+    return [
+        json.dumps(
+            {
+                "type": "RECORD",
+                "record": {
+                    "stream": STREAM,
+                    "data": {"id": i, "name": f"name-{i}", "updated_at": "2024-05-17T08:00:00Z"},
+                    "emitted_at": emitted_at,
+                },
+            }
+        ).encode()
+        for i in ids
+    ]
+
+
+def part_table(ids: Iterable[int | None], sync_id: int = SYNC_ID) -> pa.Table:
+    """The rows of one part, converted exactly as the engine converts them."""
+    table = RecordConverter(STREAM, COLUMNS, sync_id=sync_id, generation_id=0).convert(record_lines(ids))
+    assert table.schema == COLUMNS.arrow_schema
+    return table
+
+
+def default_parts() -> list[pa.Table]:
+    return [part_table(range(4)), part_table(range(4, 7))]
+
+
+def publish_table(storage: LakeStorage, staging: Path, table: pa.Table, key: str) -> PublishedPart:
+    """Write ``table`` to a local Parquet file and publish it at ``key`` through the storage."""
+    staging.mkdir(parents=True, exist_ok=True)
+    local = staging / f"{uuid.uuid4().hex}.parquet"
+    pq.write_table(table, local, row_group_size=ROW_GROUP_ROWS)
+    size = storage.publish_file(local, key)
+    return PublishedPart(key, table.num_rows, size)
+
+
+def build_batch(
+    storage: LakeStorage,
+    staging: Path,
+    parts: Sequence[pa.Table] | None = None,
+    *,
+    records: int | None = None,
+) -> StreamBatch:
+    """Publish ``parts`` at this sync's data keys and describe them as the engine would."""
+    tables = default_parts() if parts is None else list(parts)
+    files = [
+        publish_table(storage, staging, table, data_key(SOURCE, STREAM, STARTED_AT, number))
+        for number, table in enumerate(tables)
+    ]
+    return StreamBatch(
+        source=SOURCE,
+        stream=STREAM,
+        namespace=None,
+        sync_id=SYNC_ID,
+        generation_id=0,
+        started_at=STARTED_AT,
+        prefix=stream_prefix(SOURCE, STREAM),
+        sync_mode="incremental",
+        destination_sync_mode="append",
+        primary_key=[["id"]],
+        cursor_field=["updated_at"],
+        schema=COLUMNS.arrow_schema,
+        records=sum(t.num_rows for t in tables) if records is None else records,
+        files=files,
+    )
+
+
+def assert_failed(result: BatchValidation, name: str, key: str | None) -> CheckResult:
+    """``name`` is the one failed check, it names ``key``, and ``failure`` says so on one line."""
+    assert not result.passed
+    failed = [c for c in result.checks if not c.passed]
+    assert [c.name for c in failed] == [name], result.checks
+    check = failed[0]
+    assert check.file == key
+    failure = result.failure
+    assert failure is not None
+    assert "\n" not in failure
+    assert f"{SOURCE}.{STREAM}" in failure
+    assert f"'{name}'" in failure
+    if key is not None:
+        assert key in failure
+    assert check.detail in failure
+    return check
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+def test_valid_batch_passes_every_check(storage: LakeStorage, tmp_path: Path, parts: int) -> None:
+    tables = [part_table(range(5))] if parts == 1 else default_parts()
+    batch = build_batch(storage, tmp_path / "staging", tables)
+    assert len(batch.files) == parts
+    assert all(storage.open_parquet(f.key).num_row_groups > 1 for f in batch.files)
+
+    result = validate_batch(storage, batch)
+
+    assert [c.name for c in result.checks] == ALL_CHECKS
+    assert all(c.passed for c in result.checks), result.checks
+    assert result.passed
+    assert result.failure is None
+    assert (result.source, result.stream, result.sync_id) == (SOURCE, STREAM, SYNC_ID)
+
+
+@pytest.mark.parametrize("damage", ["half", "not-parquet"])
+def test_corrupt_part_fails_readable_parquet(storage: LakeStorage, tmp_path: Path, damage: str) -> None:
+    batch = build_batch(storage, tmp_path / "staging")
+    bad = batch.files[1].key
+    original = storage.get_bytes(bad)
+    storage.put_bytes(bad, original[: len(original) // 2] if damage == "half" else b"not parquet")
+
+    result = validate_batch(storage, batch)
+
+    check = assert_failed(result, "readable_parquet", bad)
+    assert check.detail
+    # Nothing is checked after a file that cannot be read.
+    assert [c.name for c in result.checks] == ["files_listed", "readable_parquet"]
+
+
+@pytest.mark.parametrize(
+    ("leaf", "check_name"), [("_airbyte_meta.sync_id", "sync_id"), ("id", "primary_key_not_null(id)")]
+)
+def test_part_with_corrupt_column_data_fails_instead_of_raising(
+    storage: LakeStorage, tmp_path: Path, leaf: str, check_name: str
+) -> None:
+    """The footer still reads, but a column chunk's pages do not: a failed check, not an exception."""
+    batch = build_batch(storage, tmp_path / "staging")
+    bad = batch.files[1].key
+    data = bytearray(storage.get_bytes(bad))
+    row_group = storage.open_parquet(bad).metadata.row_group(0)
+    chunk = next(
+        row_group.column(i) for i in range(row_group.num_columns) if row_group.column(i).path_in_schema == leaf
+    )
+    start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+    for offset in range(start, start + chunk.total_compressed_size):
+        data[offset] ^= 0xFF
+    storage.put_bytes(bad, bytes(data))
+    assert storage.open_parquet(bad).metadata.num_rows == 3  # the footer is intact
+
+    result = validate_batch(storage, batch)
+
+    check = assert_failed(result, check_name, bad)
+    assert "row group 0 cannot be read" in check.detail
+    assert [c.name for c in result.checks] == ALL_CHECKS
+
+
+@pytest.mark.parametrize("records", [6, 8, 0])
+def test_engine_count_differs_from_rows_fails_row_count(storage: LakeStorage, tmp_path: Path, records: int) -> None:
+    batch = build_batch(storage, tmp_path / "staging", records=records)
+
+    result = validate_batch(storage, batch)
+
+    check = assert_failed(result, "row_count", batch.files[-1].key)
+    assert "7 rows" in check.detail
+    assert f"counted {records}" in check.detail
+    assert [c.name for c in result.checks] == ALL_CHECKS  # the other checks still ran, and passed
+
+
+@pytest.mark.parametrize("other", [SYNC_ID - 86_400_000, SYNC_ID + 1], ids=["earlier sync", "later sync"])
+@pytest.mark.parametrize("where", ["whole part", "one row"])
+def test_part_of_another_sync_fails_sync_id(storage: LakeStorage, tmp_path: Path, where: str, other: int) -> None:
+    if where == "whole part":
+        second = part_table(range(4, 7), sync_id=other)
+    else:
+        # Row group 0 of the part holds one row of each sync.
+        second = pa.concat_tables([part_table([4]), part_table([5], sync_id=other), part_table([6])])
+    batch = build_batch(storage, tmp_path / "staging", [part_table(range(4)), second])
+    ids = storage.open_parquet(batch.files[1].key).read(columns=["_airbyte_meta"]).column(0).to_pylist()
+    assert other in {m["sync_id"] for m in ids}  # the file really carries the other id
+
+    result = validate_batch(storage, batch)
+
+    check = assert_failed(result, "sync_id", batch.files[1].key)
+    assert str(other) in check.detail
+    assert f"expected {SYNC_ID}" in check.detail
+
+
+@pytest.mark.parametrize("column", AIRBYTE_COLUMN_NAMES)
+def test_missing_airbyte_column_fails_airbyte_columns(storage: LakeStorage, tmp_path: Path, column: str) -> None:
+    first, second = default_parts()
+    batch = build_batch(storage, tmp_path / "staging", [first, second.drop_columns([column])])
+    assert column not in storage.open_parquet(batch.files[1].key).schema_arrow.names
+
+    result = validate_batch(storage, batch)
+
+    check = assert_failed(result, "airbyte_columns", batch.files[1].key)
+    assert column in check.detail
+    assert "missing" in check.detail
+    assert column in (result.failure or "")
+    assert result.checks[-1] is check  # later checks need the columns: not run
+
+
+def test_airbyte_column_of_wrong_type_fails_airbyte_columns(storage: LakeStorage, tmp_path: Path) -> None:
+    first, second = default_parts()
+    index = second.schema.get_field_index("_airbyte_generation_id")
+    second = second.set_column(
+        index, pa.field("_airbyte_generation_id", pa.int32()), second.column(index).cast(pa.int32())
+    )
+    batch = build_batch(storage, tmp_path / "staging", [first, second])
+
+    result = validate_batch(storage, batch)
+
+    check = assert_failed(result, "airbyte_columns", batch.files[1].key)
+    assert "_airbyte_generation_id" in check.detail
+    assert "int32" in check.detail
+
+
+def test_extracted_at_as_epoch_millis_passes(storage: LakeStorage, tmp_path: Path) -> None:
+    """Older destinations store ``_airbyte_extracted_at`` as int64 epoch-ms instead of a timestamp."""
+    parts = []
+    for table in default_parts():
+        index = table.schema.get_field_index("_airbyte_extracted_at")
+        millis = table.column(index).cast(pa.int64())
+        parts.append(table.set_column(index, pa.field("_airbyte_extracted_at", pa.int64(), False), millis))
+    batch = build_batch(storage, tmp_path / "staging", parts)
+    stored = storage.open_parquet(batch.files[0].key)
+    assert stored.schema_arrow.field("_airbyte_extracted_at").type == pa.int64()
+    assert stored.read(columns=["_airbyte_extracted_at"]).column(0)[0].as_py() == SYNC_ID + 1_000
+
+    result = validate_batch(storage, batch)
+
+    assert result.passed, result.failure
+    assert [c.name for c in result.checks] == ALL_CHECKS
+
+
+def test_null_primary_key_fails_primary_key_not_null(storage: LakeStorage, tmp_path: Path) -> None:
+    # Rows 4, 5 form row group 0 of the second part; the null is alone in row group 1.
+    batch = build_batch(storage, tmp_path / "staging", [part_table(range(4)), part_table([4, 5, None])])
+    assert storage.open_parquet(batch.files[1].key).read(columns=["id"]).column(0).null_count == 1
+
+    result = validate_batch(storage, batch)
+
+    check = assert_failed(result, "primary_key_not_null(id)", batch.files[1].key)
+    assert "1 null value(s) in row group 1" in check.detail
+
+
+@pytest.mark.parametrize("stray", ["next part", "suffixed part"])
+def test_stray_file_of_this_sync_fails_files_listed(storage: LakeStorage, tmp_path: Path, stray: str) -> None:
+    batch = build_batch(storage, tmp_path / "staging")
+    if stray == "next part":
+        key = data_key(SOURCE, STREAM, STARTED_AT, 2)
+    else:  # Airbyte's duplicate-name suffix (``..._0-1.parquet``) still belongs to this sync
+        key = data_key(SOURCE, STREAM, STARTED_AT, 0).replace("_0.parquet", "_0-1.parquet")
+    publish_table(storage, tmp_path / "staging", part_table([99]), key)
+
+    result = validate_batch(storage, batch)
+
+    check = assert_failed(result, "files_listed", key)
+    assert "unexpected" in check.detail
+    assert [c.name for c in result.checks] == ["files_listed"]
+
+
+def test_listed_file_missing_from_storage_fails_files_listed(storage: LakeStorage, tmp_path: Path) -> None:
+    batch = build_batch(storage, tmp_path / "staging")
+    gone = batch.files[0].key
+    storage.delete(gone)
+    assert not storage.exists(gone)
+
+    result = validate_batch(storage, batch)
+
+    check = assert_failed(result, "files_listed", gone)
+    assert "missing" in check.detail
+    assert [c.name for c in result.checks] == ["files_listed"]
+
+
+def test_objects_of_other_syncs_markers_and_manifests_are_ignored(
+    storage: LakeStorage, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    staging = tmp_path / "staging"
+    batch = build_batch(storage, staging)
+    others = [
+        data_key(SOURCE, STREAM, STARTED_AT - timedelta(days=1), 0),  # yesterday's sync
+        data_key(SOURCE, STREAM, STARTED_AT + timedelta(milliseconds=1), 0),  # same day, next ms
+        data_key(SOURCE, STREAM, STARTED_AT - timedelta(milliseconds=1), 2),
+        data_key(SOURCE, f"{STREAM}2", STARTED_AT, 5),  # a sibling stream, same sync
+        # Named like a part of this sync, but in a sub-folder of the stream: not one of its files.
+        f"{batch.prefix}/_manifests/{data_key(SOURCE, STREAM, STARTED_AT, 5).rsplit('/', 1)[-1]}",
+    ]
+    for key in others:
+        publish_table(storage, staging, part_table([100]), key)
+    storage.put_bytes(f"{batch.prefix}/_manifests/x.json", b"{}")
+    storage.put_bytes(manifest_key(SOURCE, STREAM, SYNC_ID), b"{}")
+    if isinstance(storage, S3Storage):
+        client = request.getfixturevalue("s3").boto3_client()
+        markers = [f"{storage.prefix}/{batch.prefix}/", f"{storage.prefix}/{batch.prefix}/_manifests/"]
+        for marker in markers:
+            client.put_object(Bucket=storage.bucket, Key=marker, Body=b"")
+        present = client.list_objects_v2(Bucket=storage.bucket, Prefix=f"{storage.prefix}/")
+        assert set(markers) <= {item["Key"] for item in present["Contents"]}
+    listed = {o.key for o in storage.list("airbyte")}
+    assert set(others) <= listed
+    assert len(listed) == len(others) + len(batch.files) + 2
+
+    result = validate_batch(storage, batch)
+
+    assert result.passed, result.failure
+    assert [c.name for c in result.checks] == ALL_CHECKS
+    assert result.checks[0].detail == "2 file(s) of this sync, no strays"
+
+
+def test_failure_is_one_line_naming_stream_check_and_file(storage: LakeStorage, tmp_path: Path) -> None:
+    batch = build_batch(storage, tmp_path / "staging", [part_table(range(4)), part_table([4, None])])
+    key = batch.files[1].key
+
+    failure = validate_batch(storage, batch).failure
+
+    assert failure is not None
+    assert failure.splitlines() == [failure]
+    assert failure.startswith(f"{SOURCE}.{STREAM}: ")
+    assert "primary_key_not_null(id)" in failure
+    assert failure.count(key) == 1
+    # A multi-line exception text (a corrupt footer) still gives one line.
+    storage.put_bytes(key, b"not parquet")
+    failure = validate_batch(storage, batch).failure
+    assert failure is not None
+    assert failure.splitlines() == [failure]
+    assert "readable_parquet" in failure
+    assert key in failure
