@@ -343,6 +343,16 @@ def open_storage(uri: str, env: Mapping[str, str] | None = None) -> LakeStorage:
     return LocalStorage(Path(uri))
 
 
+@contextlib.contextmanager
+def opened_storage(uri: str) -> Iterator[LakeStorage]:
+    """``open_storage`` for the length of a block, released afterwards."""
+    storage = open_storage(uri)
+    try:
+        yield storage
+    finally:
+        storage.close()
+
+
 def finalize_s3() -> None:
     """Shut pyarrow's S3 subsystem down before interpreter exit (apache/arrow#41087 abort)."""
     import gc

@@ -6,10 +6,11 @@ URIs and build what they need. Every task uses ``NO_CACHE``: all of them have si
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from prefect import get_run_logger, task
+from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
@@ -20,7 +21,10 @@ from lakehouse_ingest.embedded import SourcePlan, StreamBatch, SyncOutcome, plan
 from lakehouse_ingest.errors import ConnectorInstallError, StorageError
 from lakehouse_ingest.manifest import event_for, publish_manifest
 from lakehouse_ingest.state import load_state, save_state
-from lakehouse_ingest.storage import open_storage
+from lakehouse_ingest.storage import opened_storage
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -34,14 +38,23 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-@task(
-    name="plan-source",
-    task_run_name="plan-{source.name}",
-    retries=2,
-    retry_delay_seconds=10,
-    retry_condition_fn=retry_transient,
-    cache_policy=NO_CACHE,
-)
+def transient_retrying_task(name: str, task_run_name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """A side-effecting task that retries (with backoff) only on transient errors."""
+
+    def decorate(fn: Callable[P, R]) -> Task[P, R]:
+        return task(
+            name=name,
+            task_run_name=task_run_name,
+            retries=2,
+            retry_delay_seconds=[5.0, 20.0],
+            retry_condition_fn=retry_transient,
+            cache_policy=NO_CACHE,
+        )(fn)
+
+    return decorate
+
+
+@transient_retrying_task("plan-source", "plan-{source.name}")
 def plan_source_task(source: SourceEntry, connector_cache_dir: str) -> SourcePlan:
     """Install the connector if needed, validate the config against its spec, check and discover."""
     logger = get_run_logger()
@@ -60,28 +73,15 @@ def plan_source_task(source: SourceEntry, connector_cache_dir: str) -> SourcePla
 @task(name="embedded-sync", task_run_name="sync-{plan.source.name}", cache_policy=NO_CACHE)
 def embedded_sync_task(plan: SourcePlan, bronze_uri: str, compression: str, part_max_rows: int) -> SyncOutcome:
     """Run the connector and stream its records into bronze Parquet."""
-    bronze = open_storage(bronze_uri)
-    try:
+    with opened_storage(bronze_uri) as bronze:
         return run_sync(plan, bronze, get_run_logger(), compression=compression, part_max_rows=part_max_rows)
-    finally:
-        bronze.close()
 
 
-@task(
-    name="validate-batch",
-    task_run_name="validate-{batch.source}-{batch.stream}",
-    retries=2,
-    retry_delay_seconds=5,
-    retry_condition_fn=retry_transient,
-    cache_policy=NO_CACHE,
-)
+@transient_retrying_task("validate-batch", "validate-{batch.source}-{batch.stream}")
 def validate_batch_task(batch: StreamBatch, bronze_uri: str) -> BatchValidation:
     """Check the Parquet that landed for one stream of the sync."""
-    bronze = open_storage(bronze_uri)
-    try:
+    with opened_storage(bronze_uri) as bronze:
         validation = validate_batch(bronze, batch)
-    finally:
-        bronze.close()
     logger = get_run_logger()
     if validation.passed:
         logger.info("%s.%s: %d check(s) passed", batch.source, batch.stream, len(validation.checks))
@@ -90,40 +90,22 @@ def validate_batch_task(batch: StreamBatch, bronze_uri: str) -> BatchValidation:
     return validation
 
 
-@task(
-    name="hand-off-batch",
-    task_run_name="handoff-{batch.source}-{batch.stream}",
-    retries=2,
-    retry_delay_seconds=5,
-    retry_condition_fn=retry_transient,
-    cache_policy=NO_CACHE,
-)
+@transient_retrying_task("hand-off-batch", "handoff-{batch.source}-{batch.stream}")
 def hand_off_batch_task(batch: StreamBatch, validation: BatchValidation, bronze_uri: str, silver_uri: str) -> str:
     """Publish the batch's manifest, then announce it with a ``bronze.batch.validated`` event."""
-    bronze = open_storage(bronze_uri)
-    try:
+    with opened_storage(bronze_uri) as bronze:
         manifest_url, manifest = publish_manifest(bronze, batch, validation)
-        event = event_for(manifest, manifest_url)
-    finally:
-        bronze.close()
+    event = event_for(manifest, manifest_url)
     event["payload"]["silver_root"] = silver_uri
     emit_event(**event)
     get_run_logger().info("%s.%s: handed off %s", batch.source, batch.stream, manifest_url)
     return manifest_url
 
 
-@task(
-    name="commit-state",
-    task_run_name="commit-state-{outcome.source}",
-    retries=2,
-    retry_delay_seconds=5,
-    retry_condition_fn=retry_transient,
-    cache_policy=NO_CACHE,
-)
+@transient_retrying_task("commit-state", "commit-state-{outcome.source}")
 def commit_state_task(outcome: SyncOutcome, handed_off: list[str], bronze_uri: str) -> None:
     """Advance the connector state of the streams that were handed off (others resume where they were)."""
-    bronze = open_storage(bronze_uri)
-    try:
+    with opened_storage(bronze_uri) as bronze:
         state = load_state(bronze, outcome.source)
         committed = {outcome.batches[name].state_key for name in handed_off}
         state.merge(outcome.state_messages, committed, all_committed=set(handed_off) == set(outcome.batches))
@@ -131,6 +113,4 @@ def commit_state_task(outcome: SyncOutcome, handed_off: list[str], bronze_uri: s
             state.generations[stream] = outcome.batches[stream].generation_id
         state.last_sync_id = outcome.sync_id
         save_state(bronze, outcome.source, state)
-    finally:
-        bronze.close()
     get_run_logger().info("%s: state committed for %d stream(s)", outcome.source, len(handed_off))

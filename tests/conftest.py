@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,7 @@ for _name in (
 from support.seaweed import S3Endpoint, SeaweedS3Server  # noqa: E402
 
 from lakehouse_ingest.settings import IngestSettings  # noqa: E402
+from lakehouse_ingest.storage import LakeStorage, LocalStorage, S3Storage, open_storage  # noqa: E402
 
 FAKER_SOURCE = {
     "name": "faker",
@@ -68,3 +70,18 @@ def s3_env(s3: S3Endpoint, monkeypatch: pytest.MonkeyPatch) -> S3Endpoint:
     for key, value in s3.env().items():
         monkeypatch.setenv(key, value)
     return s3
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LakeStorage]:
+    """The same test against a local directory and a fresh prefix on the real S3 server."""
+    if request.param == "local":
+        store: LakeStorage = LocalStorage(tmp_path / "lake")
+    else:
+        request.getfixturevalue("s3_env")
+        store = open_storage(f"s3://bronze/test-{uuid.uuid4().hex}")
+        assert isinstance(store, S3Storage)
+    try:
+        yield store
+    finally:
+        store.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from lakehouse_ingest.embedded import StreamBatch
 from lakehouse_ingest.layout import data_key, manifest_key, stream_prefix
 from lakehouse_ingest.parquet_parts import PublishedPart
 from lakehouse_ingest.records import RecordConverter
-from lakehouse_ingest.storage import LakeStorage, LocalStorage, S3Storage, open_storage
+from lakehouse_ingest.storage import LakeStorage, S3Storage
 
 SOURCE = "shop"
 STREAM = "orders"
@@ -43,20 +43,6 @@ ALL_CHECKS = [
     "sync_id",
     "primary_key_not_null(id)",
 ]
-
-
-@pytest.fixture(params=["local", "s3"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LakeStorage]:
-    if request.param == "local":
-        store: LakeStorage = LocalStorage(tmp_path / "lake")
-    else:
-        request.getfixturevalue("s3_env")
-        store = open_storage(f"s3://bronze/test-checks-{uuid.uuid4().hex}")
-        assert isinstance(store, S3Storage)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def record_lines(ids: Iterable[int | None]) -> list[bytes]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,20 +11,6 @@ from support.seaweed import S3Endpoint
 
 from lakehouse_ingest.errors import ConfigError
 from lakehouse_ingest.storage import LakeStorage, LocalStorage, S3Storage, StoredObject, open_storage
-
-
-@pytest.fixture(params=["local", "s3"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LakeStorage]:
-    if request.param == "local":
-        store: LakeStorage = LocalStorage(tmp_path / "lake")
-    else:
-        request.getfixturevalue("s3_env")
-        store = open_storage(f"s3://bronze/test-storage-{uuid.uuid4().hex}")
-        assert isinstance(store, S3Storage)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def add_folder_marker_and_hidden_files(storage: LakeStorage, s3: S3Endpoint | None) -> None:
