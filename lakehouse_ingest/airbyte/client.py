@@ -1,0 +1,405 @@
+"""The Airbyte API client: HTTP only, typed results, one place that turns failures into errors.
+
+Both API families sit behind the same methods: the Config API (``/api/v1``, RPC-style POSTs; the richest:
+per-stream stats, logs) and the public API (``/api/public/v1`` self-managed, ``https://api.airbyte.com/v1``
+on Cloud). Idempotent calls (reads, lists, cancel) retry transient failures (5xx, 429 with Retry-After,
+connection errors) with bounded backoff; the sync trigger never retries (see ``syncs``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from ..errors import ConfigError
+from .auth import BearerToken, ClientCredentials
+from .errors import (
+    AirbyteAuthError,
+    AirbyteConflictError,
+    AirbyteError,
+    AirbyteRequestError,
+    AirbyteTimeoutError,
+    AirbyteTransientError,
+    ConnectionInactiveError,
+    ConnectionNotFoundError,
+)
+from .models import NON_TERMINAL_STATUSES, Connection, Job
+
+ApiFamily = Literal["config", "public"]
+OSS_DEFAULT_ORGANIZATION = "00000000-0000-0000-0000-000000000000"
+PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class AirbyteSettings:
+    """Where the server is and how to authenticate; secrets are never part of ``repr``."""
+
+    url: str
+    api: ApiFamily = "config"
+    public_url: str | None = None
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    token_url: str | None = None
+    request_timeout: float = 30.0
+    trigger_timeout: float = 180.0
+    max_retries: int = 4
+    backoff_seconds: float = 0.5
+
+    def __repr__(self) -> str:
+        return f"AirbyteSettings(url={self.url!r}, api={self.api!r}, auth={self.auth_mode!r})"
+
+    @property
+    def auth_mode(self) -> str:
+        """Which authentication these settings use."""
+        if self.client_id or self.client_secret:
+            return "client_credentials"
+        if self.token:
+            return "bearer"
+        if self.username or self.password:
+            return "basic"
+        return "none"
+
+    @property
+    def config_base(self) -> str:
+        """The Config API root."""
+        return self.url.rstrip("/") + "/api/v1"
+
+    @property
+    def public_base(self) -> str:
+        """The public API root."""
+        return (self.public_url or self.url.rstrip("/") + "/api/public/v1").rstrip("/")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AirbyteSettings:
+        """From ``AIRBYTE_URL`` (or the seeds' ``AIRBYTE_API_URL``) and the credential variables."""
+        env = os.environ if env is None else env
+        url = env.get("AIRBYTE_URL") or env.get("AIRBYTE_API_URL")
+        if not url:
+            raise ConfigError("AIRBYTE_URL is not set: the catalog has sources on an Airbyte server")
+        api = env.get("AIRBYTE_API", "config")
+        if api not in ("config", "public"):
+            raise ConfigError("AIRBYTE_API must be 'config' or 'public'")
+        settings = cls(
+            url=url.removesuffix("/api/v1").removesuffix("/api/v1/"),
+            api=api,  # type: ignore[arg-type]
+            public_url=env.get("AIRBYTE_PUBLIC_API_URL") or None,
+            username=env.get("AIRBYTE_USERNAME") or env.get("AIRBYTE_API_USERNAME") or None,
+            password=env.get("AIRBYTE_PASSWORD") or env.get("AIRBYTE_API_PASSWORD") or None,
+            token=env.get("AIRBYTE_TOKEN") or None,
+            client_id=env.get("AIRBYTE_CLIENT_ID") or None,
+            client_secret=env.get("AIRBYTE_CLIENT_SECRET") or None,
+            token_url=env.get("AIRBYTE_TOKEN_URL") or None,
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse half-given or conflicting credentials up front."""
+        if httpx.URL(self.url).scheme not in ("http", "https"):
+            raise ConfigError("AIRBYTE_URL must start with http:// or https://")
+        given = [
+            m
+            for m, v in (
+                ("basic", self.username or self.password),
+                ("bearer", self.token),
+                ("client_credentials", self.client_id or self.client_secret),
+            )
+            if v
+        ]
+        if len(given) > 1:
+            raise ConfigError(f"Airbyte credentials conflict: {' and '.join(given)} are both set; keep one")
+        if self.auth_mode == "basic" and not (self.username and self.password):
+            raise ConfigError("AIRBYTE_USERNAME and AIRBYTE_PASSWORD go together")
+        if self.auth_mode == "client_credentials" and not (self.client_id and self.client_secret):
+            raise ConfigError("AIRBYTE_CLIENT_ID and AIRBYTE_CLIENT_SECRET go together")
+
+    def auth(self) -> httpx.Auth | None:
+        """The httpx auth flow for these settings."""
+        mode = self.auth_mode
+        if mode == "basic":
+            return httpx.BasicAuth(self.username or "", self.password or "")
+        if mode == "bearer":
+            return BearerToken(self.token or "")
+        if mode == "client_credentials":
+            token_url = self.token_url or f"{self.config_base}/applications/token"
+            return ClientCredentials(token_url, self.client_id or "", self.client_secret or "")
+        return None
+
+
+class AirbyteClient:
+    """One ``httpx.Client`` per server; methods named after what they do, returning typed records."""
+
+    def __init__(
+        self,
+        settings: AirbyteSettings,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.requests_sent = 0
+        self._sleep = sleep
+        self._http = httpx.Client(
+            auth=settings.auth(),
+            timeout=httpx.Timeout(settings.request_timeout, connect=10.0),
+            transport=transport,
+            headers={"Accept": "application/json", "User-Agent": "airbyte-lakehouse"},
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+        )
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._http.close()
+
+    def __enter__(self) -> AirbyteClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- jobs -------------------------------------------------------------------------------------
+    def trigger_sync(self, connection_id: str) -> Job:
+        """Start a sync (never retried here: a lost answer does not mean no job was created)."""
+        timeout = httpx.Timeout(self.settings.trigger_timeout, connect=10.0)
+        if self.settings.api == "public":
+            body = self._call(
+                "POST",
+                f"{self.settings.public_base}/jobs",
+                connection_id=connection_id,
+                json={"connectionId": connection_id, "jobType": "sync"},
+                timeout=timeout,
+                retry=False,
+            )
+            return Job.from_public_api(body)
+        body = self._call(
+            "POST",
+            f"{self.settings.config_base}/connections/sync",
+            connection_id=connection_id,
+            json={"connectionId": connection_id},
+            timeout=timeout,
+            retry=False,
+        )
+        return Job.from_config_api(body)
+
+    def get_job(self, job_id: int) -> Job:
+        """The job's current state (with per-stream stats on the Config API)."""
+        if self.settings.api == "public":
+            return Job.from_public_api(self._call("GET", f"{self.settings.public_base}/jobs/{job_id}", job_id=job_id))
+        body = self._call(
+            "POST", f"{self.settings.config_base}/jobs/get_without_logs", json={"id": job_id}, job_id=job_id
+        )
+        return Job.from_config_api(body)
+
+    def running_jobs(self, connection_id: str) -> list[Job]:
+        """The connection's jobs that are not finished yet, newest first."""
+        if self.settings.api == "public":
+            params = {"connectionId": connection_id, "jobType": "sync", "limit": 20, "orderBy": "createdAt|DESC"}
+            body = self._call("GET", f"{self.settings.public_base}/jobs", params=params, connection_id=connection_id)
+            jobs = [Job.from_public_api(j) for j in body.get("data") or []]
+        else:
+            request = {
+                "configTypes": ["sync"],
+                "configId": connection_id,
+                "statuses": [*NON_TERMINAL_STATUSES, "queued"],
+                "pagination": {"pageSize": 20, "rowOffset": 0},
+            }
+            try:
+                body = self._call(
+                    "POST", f"{self.settings.config_base}/jobs/list", json=request, connection_id=connection_id
+                )
+            except AirbyteRequestError:  # servers before the `queued` status reject it in the filter
+                request["statuses"] = list(NON_TERMINAL_STATUSES)
+                body = self._call(
+                    "POST", f"{self.settings.config_base}/jobs/list", json=request, connection_id=connection_id
+                )
+            jobs = [Job.from_config_api(j) for j in body.get("jobs") or []]
+        running = [j for j in jobs if not j.terminal and j.connection_id in ("", connection_id)]
+        return sorted(running, key=lambda j: (j.created_at, j.id), reverse=True)
+
+    def cancel_job(self, job_id: int) -> Job:
+        """Ask the server to cancel the job."""
+        if self.settings.api == "public":
+            return Job.from_public_api(
+                self._call("DELETE", f"{self.settings.public_base}/jobs/{job_id}", job_id=job_id)
+            )
+        return Job.from_config_api(
+            self._call("POST", f"{self.settings.config_base}/jobs/cancel", json={"id": job_id}, job_id=job_id)
+        )
+
+    def job_logs(self, job_id: int) -> list[tuple[int, list[str]]]:
+        """Each attempt's log lines (Config API ``jobs/get``; the public API has no logs)."""
+        body = self._call("POST", f"{self.settings.config_base}/jobs/get", json={"id": job_id}, job_id=job_id)
+        found = []
+        for item in body.get("attempts") or []:
+            number = int((item.get("attempt") or {}).get("id") or 0)
+            logs = item.get("logs") or {}
+            lines = logs.get("logLines") or [str(e.get("message", e)) for e in logs.get("events") or []]
+            found.append((number, [str(line) for line in lines]))
+        return found
+
+    # -- connections and workspaces -----------------------------------------------------------------
+    def get_connection(self, connection_id: str) -> Connection:
+        """The connection; ConnectionNotFoundError for an unknown id."""
+        try:
+            if self.settings.api == "public":
+                raw = self._call(
+                    "GET", f"{self.settings.public_base}/connections/{connection_id}", connection_id=connection_id
+                )
+                return Connection.from_public_api(raw)
+            raw = self._call(
+                "POST",
+                f"{self.settings.config_base}/connections/get",
+                json={"connectionId": connection_id},
+                connection_id=connection_id,
+            )
+            return Connection.from_config_api(raw)
+        except AirbyteRequestError as exc:
+            if exc.http_status in (404, 422):
+                raise ConnectionNotFoundError(
+                    "no such connection on the Airbyte server", connection_id=connection_id, http_status=exc.http_status
+                ) from exc
+            raise
+
+    def workspace_ids(self) -> list[str]:
+        """Every workspace the credentials see (``workspaces/list`` was removed in 1.7: fall back)."""
+        if self.settings.api == "public":
+            return [w["workspaceId"] for w in self._pages(f"{self.settings.public_base}/workspaces", {})]
+        try:
+            body = self._call("POST", f"{self.settings.config_base}/workspaces/list", json={})
+            return [w["workspaceId"] for w in body.get("workspaces") or []]
+        except AirbyteRequestError as exc:
+            if exc.http_status != 404:
+                raise
+        ids: list[str] = []
+        offset = 0
+        while True:
+            request = {
+                "organizationId": OSS_DEFAULT_ORGANIZATION,
+                "pagination": {"pageSize": PAGE_SIZE, "rowOffset": offset},
+            }
+            page = (
+                self._call("POST", f"{self.settings.config_base}/workspaces/list_by_organization_id", json=request).get(
+                    "workspaces"
+                )
+                or []
+            )
+            ids.extend(w["workspaceId"] for w in page)
+            if len(page) < PAGE_SIZE:
+                return ids
+            offset += PAGE_SIZE
+
+    def connections(self, workspace_id: str) -> list[Connection]:
+        """The connections of one workspace."""
+        if self.settings.api == "public":
+            params = {"workspaceIds": workspace_id}
+            return [
+                Connection.from_public_api(c) for c in self._pages(f"{self.settings.public_base}/connections", params)
+            ]
+        body = self._call("POST", f"{self.settings.config_base}/connections/list", json={"workspaceId": workspace_id})
+        return [Connection.from_config_api(c) for c in body.get("connections") or []]
+
+    def find_connection(self, name: str) -> Connection:
+        """The one connection called ``name`` across all workspaces."""
+        matches = [c for w in self.workspace_ids() for c in self.connections(w) if c.name == name]
+        if not matches:
+            raise ConnectionNotFoundError(f"no connection named {name!r} on the Airbyte server")
+        if len(matches) > 1:
+            raise ConnectionNotFoundError(f"{len(matches)} connections are named {name!r}; use connection_id")
+        return matches[0]
+
+    # -- transport ----------------------------------------------------------------------------------
+    def _pages(self, url: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        offset = 0
+        while True:
+            body = self._call("GET", url, params={**params, "limit": PAGE_SIZE, "offset": offset})
+            data = body.get("data") or []
+            yield from data
+            if not body.get("next") or len(data) < PAGE_SIZE:
+                return
+            offset += PAGE_SIZE
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout: httpx.Timeout | None = None,
+        retry: bool = True,
+        connection_id: str | None = None,
+        job_id: int | None = None,
+    ) -> Any:
+        """Send one request, retrying transient failures when ``retry``; the only place errors are made."""
+        attempts = 1 + (self.settings.max_retries if retry else 0)
+        for attempt in range(attempts):
+            try:
+                return self._send_once(method, url, json, params, timeout, connection_id, job_id)
+            except AirbyteTransientError as exc:
+                if attempt + 1 >= attempts:
+                    raise
+                delay = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
+                self._sleep(min(delay, 60.0))
+        raise AssertionError("unreachable")
+
+    def _backoff(self, attempt: int) -> float:
+        base = self.settings.backoff_seconds * (2**attempt)
+        return float(min(base, 10.0) * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
+
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        json: Any,
+        params: dict[str, Any] | None,
+        timeout: httpx.Timeout | None,
+        connection_id: str | None,
+        job_id: int | None,
+    ) -> Any:
+        context: dict[str, Any] = {"method": method, "url": url, "connection_id": connection_id, "job_id": job_id}
+        self.requests_sent += 1
+        try:
+            kwargs: dict[str, Any] = {"json": json, "params": params}
+            if timeout is not None:
+                kwargs["timeout"] = timeout
+            response = self._http.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise AirbyteTimeoutError(f"no answer in time ({type(exc).__name__})", **context) from exc
+        except httpx.TransportError as exc:
+            raise AirbyteTransientError(f"cannot reach the Airbyte server ({type(exc).__name__})", **context) from exc
+        if response.is_success:
+            return response.json() if response.content else {}
+        raise _error_for(response, context)
+
+
+def _error_for(response: httpx.Response, context: dict[str, Any]) -> AirbyteError:
+    status = response.status_code
+    body = response.text
+    context = {**context, "http_status": status, "body": body}
+    if status in (401, 403):
+        return AirbyteAuthError("the Airbyte server refused the credentials", **context)
+    if status == 409:
+        return AirbyteConflictError("the Airbyte server reported a conflict", **context)
+    if status == 429 or status >= 500:
+        if "can only sync an active connection" in body.lower():
+            return ConnectionInactiveError("the connection is not active", **context)
+        return AirbyteTransientError(
+            f"the Airbyte server answered {status}", retry_after=_retry_after(response), **context
+        )
+    return AirbyteRequestError(f"the Airbyte server rejected the request ({status})", **context)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None
