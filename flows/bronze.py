@@ -4,10 +4,13 @@
 
 Exit codes: 0 success, 1 a sync or a validation failed, 2 bad input (nothing written).
 
-Per source: plan (install, validate config, check, discover) → sync → validate each stream →
-publish manifest + ``bronze.batch.validated`` event for each passing stream → commit connector state of
-those streams. All sources are planned before any sync starts, so bad input never leaves a partial
-write; then syncs run concurrently and one failing source does not stop the others.
+Per source: plan → sync → validate each stream → publish manifest + ``bronze.batch.validated`` event for
+each passing stream. Embedded sources (``connector``) are planned by installing the connector, validating
+the config against its spec, check and discover; they sync locally and their connector state is committed
+for the streams handed off. Airbyte sources (``connection_id`` / ``connection_name``) are resolved on the
+server, triggered and awaited there, and their batches are the files the job wrote. All sources are planned
+before any sync starts, so bad input never leaves a partial write; then syncs run concurrently and one
+failing source does not stop the others.
 """
 
 from __future__ import annotations
@@ -23,13 +26,25 @@ from prefect.artifacts import create_table_artifact
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from lakehouse_ingest.airbyte.client import AirbyteSettings
+from lakehouse_ingest.airbyte.syncs import SyncRun
 from lakehouse_ingest.catalog import SourceEntry, load_catalog
 from lakehouse_ingest.checks import BatchValidation
 from lakehouse_ingest.connector import Connector, ConnectorInstaller
-from lakehouse_ingest.embedded import SourcePlan, SyncOutcome, validate_config
+from lakehouse_ingest.embedded import SourcePlan, StreamBatch, SyncOutcome, validate_config
 from lakehouse_ingest.errors import ConfigError, IngestError
 from lakehouse_ingest.settings import IngestSettings
 from lakehouse_ingest.storage import finalize_s3, open_storage
+from tasks.airbyte import (
+    PlatformOptions,
+    PlatformPlan,
+    archive_job_logs_task,
+    cancel_running_jobs,
+    close_clients,
+    collect_job_batches_task,
+    platform_sync_task,
+    resolve_connection_task,
+)
 from tasks.bronze import (
     commit_state_task,
     embedded_sync_task,
@@ -63,9 +78,19 @@ class StreamReport:
         return dict(self.__dict__)
 
 
-# Sources sync concurrently; each sync is mostly waiting on its connector subprocess.
+def _cancel_airbyte_jobs(flow: Any, flow_run: Any, state: Any) -> None:
+    """Flow cancelled or crashed: cancel on Airbyte every job this run is still awaiting."""
+    cancel_running_jobs(f"flow run {flow_run.name} ended {state.type.value}")
+
+
+# Sources sync concurrently; each sync mostly waits on a connector process or on Airbyte.
 # (Prefect's own annotations reject a concrete runner here: hence the ignore.)
-@flow(name="bronze-ingest", task_runner=ThreadPoolTaskRunner(max_workers=8))  # type: ignore[arg-type]
+@flow(
+    name="bronze-ingest",
+    task_runner=ThreadPoolTaskRunner(max_workers=128),  # type: ignore[arg-type]
+    on_cancellation=[_cancel_airbyte_jobs],
+    on_crashed=[_cancel_airbyte_jobs],
+)
 def bronze_ingest(
     sources: list[str] | None = None,
     catalog: str | None = None,
@@ -82,16 +107,10 @@ def bronze_ingest(
         settings.silver_uri,
         ", ".join(s.name for s in selected),
     )
-    plan_futures = [plan_source_task.submit(s, str(settings.connector_cache_dir)) for s in selected]
-    plans, reports = _planned(selected, plan_futures)
-    syncs = {
-        p.source.name: embedded_sync_task.submit(
-            p, settings.bronze_uri, settings.parquet_compression, settings.part_max_rows
-        )
-        for p in plans
-    }
-    for plan in plans:
-        reports.extend(_finish_source(plan, syncs[plan.source.name], settings))
+    try:
+        reports = _run_sources(selected, settings)
+    finally:
+        close_clients()
     rows = [r.as_row() for r in reports]
     create_table_artifact(key=ARTIFACT_KEY, table=rows, description=_headline(reports))
     failed = [r for r in reports if r.status != "handed_off"]
@@ -101,10 +120,33 @@ def bronze_ingest(
     return rows
 
 
+def _run_sources(selected: Sequence[SourceEntry], settings: IngestSettings) -> list[StreamReport]:
+    """Plan every source, then sync them concurrently and finish each as its sync ends."""
+    options = PlatformOptions.from_env()
+    plan_futures = [
+        plan_source_task.submit(s, str(settings.connector_cache_dir))
+        if s.connector is not None
+        else resolve_connection_task.submit(s)
+        for s in selected
+    ]
+    plans, reports = _planned(selected, plan_futures)
+    syncs: dict[str, PrefectFuture[Any]] = {
+        p.source.name: embedded_sync_task.submit(
+            p, settings.bronze_uri, settings.parquet_compression, settings.part_max_rows
+        )
+        if isinstance(p, SourcePlan)
+        else platform_sync_task.submit(p, options)
+        for p in plans
+    }
+    for plan in plans:
+        reports.extend(_finish_source(plan, syncs[plan.source.name], settings, options))
+    return reports
+
+
 def _planned(
-    selected: Sequence[SourceEntry], futures: Sequence[PrefectFuture[SourcePlan]]
-) -> tuple[list[SourcePlan], list[StreamReport]]:
-    """Plans that succeeded, and a report per source whose connector failed to plan (check, discover).
+    selected: Sequence[SourceEntry], futures: Sequence[PrefectFuture[Any]]
+) -> tuple[list[SourcePlan | PlatformPlan], list[StreamReport]]:
+    """Plans that succeeded, and a report per source that failed to plan (check, discover, connection).
 
     Bad input (ConfigError) anywhere stops the whole run here, before a single write.
     """
@@ -123,20 +165,48 @@ def _planned(
     return plans, failed
 
 
-def _finish_source(plan: SourcePlan, sync: PrefectFuture[SyncOutcome], settings: IngestSettings) -> list[StreamReport]:
-    """Validate, hand off and commit one source's sync; report each stream."""
+def _finish_source(
+    plan: SourcePlan | PlatformPlan, sync: PrefectFuture[Any], settings: IngestSettings, options: PlatformOptions
+) -> list[StreamReport]:
+    """Collect the sync's batches, validate and hand them off, then commit embedded state."""
     sync.wait()
-    if sync.state.is_failed() or sync.state.is_crashed():
+    if not sync.state.is_completed():
         error = sync.state.result(raise_on_failure=False)
         return [StreamReport(plan.source.name, "*", "sync_failed", detail=str(error))]
-    outcome = sync.result()
-    validations = {
-        name: validate_batch_task.submit(batch, settings.bronze_uri) for name, batch in outcome.batches.items()
-    }
+    if isinstance(plan, SourcePlan):
+        outcome: SyncOutcome = sync.result()
+        batches = outcome.batches
+    else:
+        run: SyncRun = sync.result()
+        if options.logs_uri:
+            archive_job_logs_task.submit(plan, run.job, options.logs_uri).wait()
+        try:
+            batches = collect_job_batches_task(plan, run.job, settings.bronze_uri)
+        except Exception as exc:
+            return [StreamReport(plan.source.name, "*", "failed_validation", detail=str(exc))]
+    reports, handed_off = _validate_and_hand_off(batches, settings)
+    if isinstance(plan, SourcePlan) and handed_off:
+        try:
+            commit_state_task(outcome, handed_off, settings.bronze_uri)
+        except Exception as exc:  # batches are handed off; the next run re-reads them (silver dedups by key)
+            reports.append(StreamReport(plan.source.name, "*", "state_commit_failed", detail=str(exc)))
+    return reports
+
+
+def _validate_and_hand_off(
+    batches: dict[str, StreamBatch], settings: IngestSettings
+) -> tuple[list[StreamReport], list[str]]:
+    """Validate every stream batch concurrently; hand off those that pass. Returns reports and handed-off names."""
+    validations = {name: validate_batch_task.submit(batch, settings.bronze_uri) for name, batch in batches.items()}
     reports, handed_off = [], []
-    for name, batch in outcome.batches.items():
+    for name, batch in batches.items():
         report = StreamReport(
-            batch.source, name, "failed_validation", rows=batch.records, files=len(batch.files), bytes=batch.bytes
+            batch.source,
+            name,
+            "failed_validation",
+            rows=batch.records,
+            files=len(batch.files),
+            bytes=batch.bytes,
         )
         try:
             validation: BatchValidation = validations[name].result()
@@ -151,12 +221,7 @@ def _finish_source(plan: SourcePlan, sync: PrefectFuture[SyncOutcome], settings:
         except Exception as exc:  # a storage outage after retries: report it, keep going with other streams
             report.detail = f"{type(exc).__name__}: {exc}"
         reports.append(report)
-    if handed_off:
-        try:
-            commit_state_task(outcome, handed_off, settings.bronze_uri)
-        except Exception as exc:  # batches are handed off; the next run re-reads them (silver dedups by key)
-            reports.append(StreamReport(plan.source.name, "*", "state_commit_failed", detail=str(exc)))
-    return reports
+    return reports, handed_off
 
 
 def _headline(reports: Sequence[StreamReport]) -> str:
@@ -188,6 +253,8 @@ def preflight(settings: IngestSettings, sources: Sequence[str] | None) -> list[S
         if source.connector is not None:
             connector = Connector(installer.executable(source.connector), source.name)
             validate_config(source, connector.spec())
+    if any(s.connector is None for s in selected):
+        AirbyteSettings.from_env()  # AIRBYTE_URL and credentials present and coherent
     return selected
 
 

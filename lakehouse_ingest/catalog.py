@@ -81,11 +81,12 @@ class StreamSelection(_Model):
 
 
 class SourceEntry(_Model):
-    """One source of the catalog."""
+    """One source of the catalog: embedded (``connector``) or on an Airbyte server (``connection_*``)."""
 
     name: str
     connector: ConnectorSpec | None = None
     connection_id: str | None = None
+    connection_name: str | None = None
     config: dict[str, Any] = Field(default_factory=dict)
     streams: list[StreamSelection] | None = None
 
@@ -99,10 +100,15 @@ class SourceEntry(_Model):
 
     @model_validator(mode="after")
     def _engine(self) -> SourceEntry:
-        if self.connector is None and self.connection_id is None:
-            raise ValueError("needs a 'connector' (embedded engine) or a 'connection_id' (Airbyte server)")
-        if self.connector is not None and self.connection_id is not None:
-            raise ValueError("has both 'connector' and 'connection_id'; choose one engine")
+        engines = [k for k in ("connector", "connection_id", "connection_name") if getattr(self, k) is not None]
+        if not engines:
+            raise ValueError(
+                "needs a 'connector' (embedded engine) or a 'connection_id' / 'connection_name' (Airbyte server)"
+            )
+        if len(engines) > 1:
+            raise ValueError(f"has {' and '.join(engines)}; give exactly one")
+        if self.connector is None and (self.config or self.streams):
+            raise ValueError("'config' and 'streams' belong to embedded sources; Airbyte keeps them for connections")
         names = [s.name for s in self.streams or []]
         if len(names) != len(set(names)):
             raise ValueError("lists a stream twice")

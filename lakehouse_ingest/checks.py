@@ -100,12 +100,18 @@ def validate_batch(storage: LakeStorage, batch: StreamBatch) -> BatchValidation:
 
 
 def _check_files_listed(storage: LakeStorage, batch: StreamBatch) -> CheckResult:
-    """The objects under the stream prefix with this sync's key prefix are exactly the batch's files."""
-    epoch = str(int(batch.started_at.timestamp() * 1000))
+    """The objects under the stream prefix with this sync's key prefixes are exactly the batch's files.
+
+    A sync's keys carry the epoch its destination started at: one for the embedded engine, one per
+    attempt on Airbyte (each attempt restarts the destination).
+    """
+    epochs = {str(int(batch.started_at.timestamp() * 1000))} | {
+        m.group("epoch") for part in batch.files if (m := DATA_FILE.fullmatch(part.key.rsplit("/", 1)[-1]))
+    }
     listed = set()
     for obj in storage.list(batch.prefix):
         match = DATA_FILE.fullmatch(obj.key.rsplit("/", 1)[-1])
-        if match and match.group("epoch") == epoch and obj.key.count("/") == batch.prefix.count("/") + 1:
+        if match and match.group("epoch") in epochs and obj.key.count("/") == batch.prefix.count("/") + 1:
             listed.add(obj.key)
     expected = {part.key for part in batch.files}
     if missing := sorted(expected - listed):

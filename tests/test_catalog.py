@@ -105,9 +105,17 @@ def test_duplicate_source_names() -> None:
     ("body", "message"),
     [
         ("  - name: a\n    config: {x: 1}\n", "needs a 'connector'"),
-        ("  - name: a\n    connection_id: x\n    connector: {package: airbyte-source-faker}\n", "choose one"),
+        (
+            "  - name: a\n    connection_id: x\n    connector: {package: airbyte-source-faker}\n",
+            "has connector and connection_id; give exactly one",
+        ),
+        ("  - name: a\n    connection_id: x\n    connection_name: y\n", "give exactly one"),
+        ("  - name: a\n    connection_name: x\n    config: {k: 1}\n", "belong to embedded sources"),
         ("  - name: a\n    connector: {package: faker}\n", "airbyte-source-<name>"),
-        ("  - name: a\n    connection_id: x\n    streams: [{name: s}, {name: s}]\n", "lists a stream twice"),
+        (
+            "  - name: a\n    connector: {package: airbyte-source-faker}\n    streams: [{name: s}, {name: s}]\n",
+            "lists a stream twice",
+        ),
     ],
 )
 def test_bad_engine(body: str, message: str) -> None:
@@ -116,15 +124,22 @@ def test_bad_engine(body: str, message: str) -> None:
 
 
 def test_env_references_are_resolved() -> None:
-    body = "  - name: a\n    connection_id: '${CONN}'\n    config: {key: 'k-${API_KEY}', list: ['${API_KEY}'], n: 3}\n"
+    body = (
+        "  - name: a\n    connector: {package: airbyte-source-faker}\n"
+        "    config: {key: 'k-${API_KEY}', list: ['${API_KEY}'], n: 3}\n"
+        "  - name: b\n    connection_id: '${CONN}'\n"
+    )
     catalog = parse_catalog(catalog_with_source(body), "cat.yaml", {"API_KEY": "s3cr3t", "CONN": "c-1"})
-    (source,) = catalog.sources
-    assert source.connection_id == "c-1"
-    assert source.config == {"key": "k-s3cr3t", "list": ["s3cr3t"], "n": 3}
+    embedded, platform = catalog.sources
+    assert platform.connection_id == "c-1"
+    assert embedded.config == {"key": "k-s3cr3t", "list": ["s3cr3t"], "n": 3}
 
 
 def test_unset_env_reference_is_named() -> None:
-    body = "  - name: a\n    connection_id: x\n    config: {key: '${DEFINED}-${NOT_SET_ANYWHERE}'}\n"
+    body = (
+        "  - name: a\n    connector: {package: airbyte-source-faker}\n"
+        "    config: {key: '${DEFINED}-${NOT_SET_ANYWHERE}'}\n"
+    )
     with pytest.raises(ConfigError, match="unset environment variable NOT_SET_ANYWHERE"):
         parse_catalog(catalog_with_source(body), "cat.yaml", {"DEFINED": "1"})
 

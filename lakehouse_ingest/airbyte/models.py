@@ -150,6 +150,18 @@ class Job:
 
 
 @dataclass(frozen=True)
+class ConnectionStream:
+    """One selected stream of a connection and how it syncs."""
+
+    name: str
+    namespace: str | None = None
+    sync_mode: str = "unknown"
+    destination_sync_mode: str = "unknown"
+    primary_key: tuple[tuple[str, ...], ...] = ()
+    cursor_field: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Connection:
     """A connection: the unit Airbyte syncs."""
 
@@ -157,37 +169,68 @@ class Connection:
     name: str
     status: str
     workspace_id: str | None = None
-    streams: tuple[str, ...] = field(default=())
+    streams: tuple[ConnectionStream, ...] = field(default=())
 
     @classmethod
     def from_config_api(cls, raw: dict[str, Any]) -> Connection:
         """From a Config API ConnectionRead."""
-        catalog = raw.get("syncCatalog") or {}
-        streams = tuple(
-            s["stream"]["name"]
-            for s in catalog.get("streams") or []
-            if (s.get("config") or {}).get("selected", True) and s.get("stream")
-        )
+        streams = []
+        for item in (raw.get("syncCatalog") or {}).get("streams") or []:
+            stream, config = item.get("stream") or {}, item.get("config") or {}
+            if not stream.get("name") or config.get("selected") is False:
+                continue
+            streams.append(
+                ConnectionStream(
+                    name=str(config.get("aliasName") or stream["name"]),
+                    namespace=stream.get("namespace"),
+                    sync_mode=str(config.get("syncMode", "unknown")),
+                    destination_sync_mode=str(config.get("destinationSyncMode", "unknown")),
+                    primary_key=_paths(config.get("primaryKey") or stream.get("sourceDefinedPrimaryKey")),
+                    cursor_field=tuple(config.get("cursorField") or ()),
+                )
+            )
         return cls(
             str(raw["connectionId"]),
             str(raw.get("name", "")),
             str(raw.get("status", "")),
             raw.get("workspaceId"),
-            streams,
+            tuple(streams),
         )
 
     @classmethod
     def from_public_api(cls, raw: dict[str, Any]) -> Connection:
-        """From a public API ConnectionResponse."""
-        configurations = raw.get("configurations") or {}
-        streams = tuple(s["name"] for s in configurations.get("streams") or [] if s.get("name"))
+        """From a public API ConnectionResponse (sync mode like ``incremental_append``)."""
+        streams = []
+        for item in (raw.get("configurations") or {}).get("streams") or []:
+            if not item.get("name"):
+                continue
+            mode = str(item.get("syncMode", "unknown"))
+            source_mode, _, destination_mode = mode.partition("_")
+            if source_mode == "full":  # full_refresh_overwrite / full_refresh_append
+                source_mode, destination_mode = "full_refresh", mode.removeprefix("full_refresh_")
+            streams.append(
+                ConnectionStream(
+                    name=str(item["name"]),
+                    namespace=item.get("namespace"),
+                    sync_mode=source_mode,
+                    destination_sync_mode=destination_mode or "unknown",
+                    primary_key=_paths(item.get("primaryKey")),
+                    cursor_field=tuple(item.get("cursorField") or ()),
+                )
+            )
         return cls(
             str(raw["connectionId"]),
             str(raw.get("name", "")),
             str(raw.get("status", "")),
             raw.get("workspaceId"),
-            streams,
+            tuple(streams),
         )
+
+
+def _paths(raw: object) -> tuple[tuple[str, ...], ...]:
+    if not isinstance(raw, list):
+        return ()
+    return tuple(tuple(str(p) for p in path) for path in raw if isinstance(path, list))
 
 
 def _attempt(raw: dict[str, Any]) -> Attempt:

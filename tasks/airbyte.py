@@ -1,0 +1,180 @@
+"""Prefect tasks for sources that run on an Airbyte server: resolve, sync (trigger + await), collect.
+
+One HTTP client per server is shared by every task of the process (one token exchange, one connection
+pool), and a per-server semaphore bounds how many syncs run on it at once. Credentials come from the
+environment or, for deployments, from Prefect Secret blocks named by ``AIRBYTE_*_BLOCK`` variables; they
+are never task or flow parameters (those are shown in the UI).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, replace
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from lakehouse_ingest.airbyte.client import AirbyteClient, AirbyteSettings
+from lakehouse_ingest.airbyte.errors import AirbyteError, ConnectionInactiveError
+from lakehouse_ingest.airbyte.models import Connection, Job
+from lakehouse_ingest.airbyte.syncs import SyncRun, cancel_active_jobs, run_sync
+from lakehouse_ingest.catalog import SourceEntry
+from lakehouse_ingest.embedded import StreamBatch
+from lakehouse_ingest.errors import ValidationFailed
+from lakehouse_ingest.platform import archive_job_logs, job_batches, totals_mismatch
+from lakehouse_ingest.storage import opened_storage
+from tasks.bronze import transient_retrying_task
+
+_SECRET_BLOCKS = {
+    "password": "AIRBYTE_PASSWORD_BLOCK",
+    "token": "AIRBYTE_TOKEN_BLOCK",
+    "client_secret": "AIRBYTE_CLIENT_SECRET_BLOCK",
+}
+_clients: dict[AirbyteSettings, AirbyteClient] = {}
+_slots: dict[str, threading.BoundedSemaphore] = {}
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class PlatformPlan:
+    """A catalog source bound to its (active) connection on the Airbyte server."""
+
+    source: SourceEntry
+    connection: Connection
+
+
+@dataclass(frozen=True)
+class PlatformOptions:
+    """How syncs are awaited (from the environment; see README)."""
+
+    poll_interval: float = 10.0
+    timeout: float = 6 * 3600.0
+    max_concurrent_syncs: int = 10
+    logs_uri: str | None = None
+
+    @classmethod
+    def from_env(cls) -> PlatformOptions:
+        """From ``AIRBYTE_POLL_INTERVAL``, ``AIRBYTE_SYNC_TIMEOUT``, ``AIRBYTE_MAX_CONCURRENT_SYNCS`` and
+        ``AIRBYTE_LOGS_URI``."""
+        env = os.environ
+        return cls(
+            poll_interval=float(env.get("AIRBYTE_POLL_INTERVAL", cls.poll_interval)),
+            timeout=float(env.get("AIRBYTE_SYNC_TIMEOUT", cls.timeout)),
+            max_concurrent_syncs=int(env.get("AIRBYTE_MAX_CONCURRENT_SYNCS", cls.max_concurrent_syncs)),
+            logs_uri=env.get("AIRBYTE_LOGS_URI") or None,
+        )
+
+
+def airbyte_settings() -> AirbyteSettings:
+    """Settings from the environment, with secrets read from Prefect Secret blocks when named."""
+    settings = AirbyteSettings.from_env()
+    overrides: dict[str, Any] = {}
+    for field_name, variable in _SECRET_BLOCKS.items():
+        if block := os.environ.get(variable):
+            from prefect.blocks.system import Secret
+
+            overrides[field_name] = Secret.load(block).get()  # type: ignore[union-attr]
+    if overrides:
+        settings = replace(settings, **overrides)
+        settings.validate()
+    return settings
+
+
+def airbyte_client() -> AirbyteClient:
+    """The process's shared client for the configured server."""
+    settings = airbyte_settings()
+    with _lock:
+        if settings not in _clients:
+            _clients[settings] = AirbyteClient(settings)
+        return _clients[settings]
+
+
+def close_clients() -> None:
+    """Close every shared client (end of the flow run)."""
+    with _lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
+
+
+def cancel_running_jobs(why: str) -> list[int]:
+    """Cancel, on Airbyte, every job this process is still awaiting (flow cancelled or crashed)."""
+    import logging
+
+    return cancel_active_jobs(logging.getLogger("lakehouse_ingest.airbyte"), why)
+
+
+def _server_slot(url: str, limit: int) -> threading.BoundedSemaphore:
+    with _lock:
+        if url not in _slots:
+            _slots[url] = threading.BoundedSemaphore(limit)
+        return _slots[url]
+
+
+@transient_retrying_task("resolve-connection", "resolve-{source.name}")
+def resolve_connection_task(source: SourceEntry) -> PlatformPlan:
+    """Find the source's connection (by id or by name) and refuse an inactive one."""
+    client = airbyte_client()
+    if source.connection_id:
+        connection = client.get_connection(source.connection_id)
+    else:
+        connection = client.find_connection(source.connection_name or source.name)
+    if connection.status != "active":
+        raise ConnectionInactiveError(f"the connection is {connection.status}, not active", connection_id=connection.id)
+    get_run_logger().info(
+        "%s: Airbyte connection %s (%s), %d stream(s)",
+        source.name,
+        connection.name,
+        connection.id,
+        len(connection.streams),
+    )
+    return PlatformPlan(source, connection)
+
+
+# No task retries: the trigger must never be repeated blindly; transient errors are retried per request.
+@task(name="airbyte-sync", task_run_name="airbyte-sync-{plan.source.name}", cache_policy=NO_CACHE)
+def platform_sync_task(plan: PlatformPlan, options: PlatformOptions) -> SyncRun:
+    """Trigger (or attach to) the connection's sync and await it, within the server's concurrency bound."""
+    client = airbyte_client()
+    logger = get_run_logger()
+    slot = _server_slot(client.settings.url, options.max_concurrent_syncs)
+    if not slot.acquire(blocking=False):
+        logger.info(
+            "%s: waiting for one of %d sync slots on %s",
+            plan.source.name,
+            options.max_concurrent_syncs,
+            client.settings.url,
+        )
+        slot.acquire()
+    try:
+        run = run_sync(client, plan.connection.id, logger, options.poll_interval, options.timeout)
+    finally:
+        slot.release()
+    stats = ", ".join(f"{k}: {v.records_committed}" for k, v in run.job.stream_stats.items()) or "no per-stream stats"
+    logger.info("%s: job %s committed %s", plan.source.name, run.job.id, stats)
+    return run
+
+
+@transient_retrying_task("collect-job-batches", "collect-{plan.source.name}")
+def collect_job_batches_task(plan: PlatformPlan, job: Job, bronze_uri: str) -> dict[str, StreamBatch]:
+    """Find the files the job wrote for each stream; reconcile totals when there are no per-stream stats."""
+    with opened_storage(bronze_uri) as bronze:
+        batches = job_batches(bronze, plan.source.name, plan.connection, job)
+    if mismatch := totals_mismatch(batches, job):
+        raise ValidationFailed(f"{plan.source.name}: check 'row_count' failed: {mismatch}")
+    return batches
+
+
+@transient_retrying_task("archive-job-logs", "archive-logs-{plan.source.name}")
+def archive_job_logs_task(plan: PlatformPlan, job: Job, logs_uri: str) -> list[str]:
+    """Copy the job's attempt logs to the logs bucket (``job-<id>/attempt-<n>/``)."""
+    try:
+        with opened_storage(logs_uri) as logs:
+            written = archive_job_logs(airbyte_client(), job, plan.connection, logs)
+    except AirbyteError as exc:  # the public API has no logs; the sync itself succeeded
+        get_run_logger().warning("%s: job %s logs not archived: %s", plan.source.name, job.id, exc)
+        return []
+    get_run_logger().info("%s: archived %d attempt log(s) of job %s", plan.source.name, len(written), job.id)
+    return written
