@@ -28,6 +28,7 @@ from .errors import (
     AirbyteTransientError,
     ConnectionInactiveError,
     ConnectionNotFoundError,
+    mask_url,
 )
 from .models import NON_TERMINAL_STATUSES, Connection, Job
 
@@ -55,7 +56,7 @@ class AirbyteSettings:
     backoff_seconds: float = 0.5
 
     def __repr__(self) -> str:
-        return f"AirbyteSettings(url={self.url!r}, api={self.api!r}, auth={self.auth_mode!r})"
+        return f"AirbyteSettings(url={mask_url(self.url)!r}, api={self.api!r}, auth={self.auth_mode!r})"
 
     @property
     def auth_mode(self) -> str:
