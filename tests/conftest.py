@@ -59,8 +59,8 @@ def prefect_server() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
-    """A real S3-compatible server (SeaweedFS) on loopback with buckets bronze and silver."""
-    with SeaweedS3Server(tmp_path_factory.mktemp("seaweed")) as endpoint:
+    """A real S3-compatible server (SeaweedFS) on loopback with buckets bronze, silver and airbyte-logs."""
+    with SeaweedS3Server(tmp_path_factory.mktemp("seaweed"), buckets=("bronze", "silver", "airbyte-logs")) as endpoint:
         yield endpoint
 
 

@@ -47,22 +47,25 @@ class ClientCredentials(httpx.Auth):
         self._body = {"client_id": client_id, "client_secret": client_secret, "grant_type": "client_credentials"}
         self._token: str | None = None
         self._expires_at = 0.0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held across the token exchange: one exchange for all threads
         self.exchanges = 0
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self._needs_refresh():
-            yield from self._refresh()
-        request.headers["Authorization"] = f"Bearer {self._token}"
+        token = yield from self._valid_token(stale=None)
+        request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
         if response.status_code == 401:  # revoked or expired early: one fresh token, one more try
-            yield from self._refresh()
-            request.headers["Authorization"] = f"Bearer {self._token}"
+            token = yield from self._valid_token(stale=token)
+            request.headers["Authorization"] = f"Bearer {token}"
             yield request
 
-    def _needs_refresh(self) -> bool:
+    def _valid_token(self, stale: str | None) -> Generator[httpx.Request, httpx.Response, str]:
+        """A usable token; exchanges once for all threads waiting (single flight), and replaces ``stale``."""
         with self._lock:
-            return self._token is None or time.monotonic() >= self._expires_at
+            if self._token is None or self._token == stale or time.monotonic() >= self._expires_at:
+                yield from self._refresh()
+            assert self._token is not None
+            return self._token
 
     def _refresh(self) -> Generator[httpx.Request, httpx.Response, None]:
         response = yield httpx.Request("POST", self.token_url, json=self._body)
@@ -79,10 +82,9 @@ class ClientCredentials(httpx.Auth):
         if not isinstance(token, str) or not token:
             raise AirbyteAuthError("token exchange answered without access_token", method="POST", url=self.token_url)
         lifetime = min(_announced_seconds(payload), _jwt_seconds(token), DEFAULT_TOKEN_SECONDS)
-        with self._lock:
-            self._token = token
-            self._expires_at = time.monotonic() + max(lifetime - REFRESH_MARGIN_SECONDS, lifetime / 2)
-            self.exchanges += 1
+        self._token = token  # the caller holds self._lock
+        self._expires_at = time.monotonic() + max(lifetime - REFRESH_MARGIN_SECONDS, lifetime / 2)
+        self.exchanges += 1
 
 
 def _announced_seconds(payload: dict[str, Any]) -> float:

@@ -1,0 +1,170 @@
+"""The bronze flow end to end against the fake Airbyte server, whose jobs write real Parquet in Airbyte's
+S3-destination layout into the S3 test server: trigger → await → find the job's files → validate → hand off.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from support.fake_airbyte import FakeAirbyte, FakeConnection, FakeJob, airbyte_s3_writer
+from support.seaweed import S3Endpoint
+
+from flows.bronze import main
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+@pytest.fixture
+def airbyte(s3_env: S3Endpoint, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAirbyte]:
+    writer = airbyte_s3_writer(s3_env, "bronze", rows_per_stream=40)
+    with FakeAirbyte(auth="client_credentials", job_seconds=0.4, writer=writer) as server:
+        monkeypatch.setenv("AIRBYTE_URL", server.url)
+        monkeypatch.setenv("AIRBYTE_CLIENT_ID", "client-id")
+        monkeypatch.setenv("AIRBYTE_CLIENT_SECRET", "client-secret")
+        monkeypatch.setenv("AIRBYTE_POLL_INTERVAL", "0.1")
+        yield server
+    assert server.spec_violations == [], server.spec_violations
+
+
+def catalog(path: Path, sources: list[dict[str, Any]]) -> str:
+    path.write_text(yaml.safe_dump({"sources": sources}))
+    return str(path)
+
+
+def unique(name: str) -> str:
+    return f"{name}_{uuid.uuid4().hex[:6]}"
+
+
+def objects(endpoint: S3Endpoint, prefix: str) -> dict[str, bytes]:
+    client = endpoint.boto3_client()
+    listed = client.list_objects_v2(Bucket="bronze", Prefix=prefix).get("Contents", [])
+    return {o["Key"]: client.get_object(Bucket="bronze", Key=o["Key"])["Body"].read() for o in listed}
+
+
+def test_platform_sources_sync_validate_and_hand_off(
+    airbyte: FakeAirbyte, s3_env: S3Endpoint, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = [unique("pg"), unique("crm")]
+    ids = [airbyte.add_connection(f"{n} → lake", source_name=n, streams=["users", "orders"]) for n in names]
+    sources = [{"name": names[0], "connection_id": ids[0]}, {"name": names[1], "connection_name": f"{names[1]} → lake"}]
+
+    assert main(["--catalog", catalog(tmp_path / "c.yaml", sources), "--bronze", "s3://bronze"]) == 0
+
+    out = capsys.readouterr().out
+    for name, connection_id in zip(names, ids, strict=True):
+        (job,) = airbyte.jobs_for(connection_id)
+        assert job.status == "succeeded"
+        for stream in ("users", "orders"):
+            landed = objects(s3_env, f"airbyte/{name}/{stream}/")
+            (manifest_key,) = [k for k in landed if "/_manifests/" in k]
+            manifest = json.loads(landed[manifest_key])
+            assert manifest["sync_id"] == job.id and manifest["rows"] == job.records_committed[stream] == 40
+            (data_key,) = [k for k in landed if k.endswith(".parquet")]
+            assert [f["key"] for f in manifest["files"]] == [data_key]
+            table = pq.read_table(io.BytesIO(landed[data_key]))
+            assert {m["sync_id"] for m in table.column("_airbyte_meta").to_pylist()} == {job.id}
+            assert manifest["primary_key"] == [["id"]]
+            assert f"{name}.{stream}: 40 rows in 1 file(s)" in out
+    assert len(airbyte.requests_to("/applications/token")) == 1, "one token for the whole run"
+
+
+def test_one_failing_connection_does_not_stop_the_others(
+    airbyte: FakeAirbyte, s3_env: S3Endpoint, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good, bad = unique("good"), unique("bad")
+    good_id = airbyte.add_connection(good, source_name=good)
+    bad_id = airbyte.add_connection(bad, source_name=bad)
+    failure = {"failureOrigin": "source", "failureType": "system_error", "externalMessage": "source db unreachable"}
+    airbyte.plan_attempts(bad_id, [{"failed": failure}])
+    sources = [{"name": good, "connection_id": good_id}, {"name": bad, "connection_id": bad_id}]
+
+    assert main(["--catalog", catalog(tmp_path / "c.yaml", sources), "--bronze", "s3://bronze"]) == 1
+
+    assert "[source/system_error] source db unreachable" in capsys.readouterr().err
+    assert any("/_manifests/" in k for k in objects(s3_env, f"airbyte/{good}/users/"))
+    assert not objects(s3_env, f"airbyte/{bad}/")
+
+
+def test_rows_that_do_not_match_records_committed_fail_validation(
+    s3_env: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    honest = airbyte_s3_writer(s3_env, "bronze", rows_per_stream=10)
+
+    def overclaiming(job: FakeJob, connection: FakeConnection) -> dict[str, int]:
+        return {stream: rows + 1 for stream, rows in honest(job, connection).items()}
+
+    name = unique("lossy")
+    with FakeAirbyte(job_seconds=0.3, writer=overclaiming) as server:
+        monkeypatch.setenv("AIRBYTE_URL", server.url)
+        monkeypatch.setenv("AIRBYTE_POLL_INTERVAL", "0.1")
+        connection_id = server.add_connection(name, source_name=name)
+        sources = [{"name": name, "connection_id": connection_id}]
+        assert main(["--catalog", catalog(tmp_path / "c.yaml", sources), "--bronze", "s3://bronze"]) == 1
+    err = capsys.readouterr().err
+    assert f"{name}.users: check 'row_count' failed in airbyte/{name}/users/" in err
+    assert "files hold 10 rows, the engine counted 11" in err
+    assert not any("/_manifests/" in k for k in objects(s3_env, f"airbyte/{name}/"))
+
+
+def test_concurrent_syncs_are_bounded_per_server(
+    airbyte: FakeAirbyte, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRBYTE_MAX_CONCURRENT_SYNCS", "2")
+    names = [unique(f"c{i}") for i in range(5)]
+    sources = [{"name": n, "connection_id": airbyte.add_connection(n, source_name=n)} for n in names]
+
+    assert main(["--catalog", catalog(tmp_path / "c.yaml", sources), "--bronze", "s3://bronze"]) == 0
+
+    spans = [
+        (job.created_at, job.updated_at)
+        for job in airbyte.jobs.values()
+        if job.connection_id in {s["connection_id"] for s in sources}
+    ]
+    assert len(spans) == 5
+    peak = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+    assert peak <= 2
+
+
+def test_job_logs_are_archived_to_the_logs_bucket(
+    airbyte: FakeAirbyte, s3_env: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = unique("logs")
+    monkeypatch.setenv("AIRBYTE_LOGS_URI", f"s3://airbyte-logs/{prefix}")
+    name = unique("pg")
+    connection_id = airbyte.add_connection(name, source_name=name)
+
+    assert (
+        main(
+            [
+                "--catalog",
+                catalog(tmp_path / "c.yaml", [{"name": name, "connection_id": connection_id}]),
+                "--bronze",
+                "s3://bronze",
+            ]
+        )
+        == 0
+    )
+
+    (job,) = airbyte.jobs_for(connection_id)
+    client = s3_env.boto3_client()
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket="airbyte-logs", Prefix=prefix).get("Contents", [])}
+    assert keys == {f"{prefix}/job-{job.id}/attempt-1/logs.log", f"{prefix}/job-{job.id}/attempt-1/metadata.json"}
+
+
+def test_missing_airbyte_url_is_bad_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("AIRBYTE_URL", raising=False)
+    monkeypatch.delenv("AIRBYTE_API_URL", raising=False)
+    sources = [{"name": "pg", "connection_id": "0f6b8f0e-0000-4000-8000-000000000000"}]
+    assert main(["--catalog", catalog(tmp_path / "c.yaml", sources), "--bronze", str(tmp_path / "b")]) == 2
+    assert "AIRBYTE_URL is not set" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
