@@ -70,7 +70,6 @@ __all__ = [
 
 DEFAULT_ORGANIZATION_ID = "00000000-0000-0000-0000-000000000000"  # OSS default organization (abctl)
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
-ACTIVE_STATUSES = frozenset({"pending", "queued", "running", "incomplete"})
 # The schema every fake stream declares (and airbyte_s3_writer writes).
 STREAM_JSON_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -280,7 +279,7 @@ class FakeAirbyte:
         self.url = ""
         self.requests: list[RecordedRequest] = []
         self.spec_violations: list[str] = []
-        self.errors: list[str] = []  # exceptions inside the fake itself (also added to spec_violations)
+        self.errors: list[str] = []  # crashes of the fake (also in spec_violations) and writer exceptions
         self.jobs: dict[int, FakeJob] = {}
         self.workspaces: dict[str, FakeWorkspace] = {}
         self.connections: dict[str, FakeConnection] = {}
@@ -431,7 +430,10 @@ class FakeAirbyte:
         retry_after: float | None = None,
         body: dict[str, Any] | None = None,
     ) -> None:
-        """The next ``count`` matching requests get ``status`` (before auth and before anything happens)."""
+        """The next ``count`` matching requests get ``status`` before auth and before any state changes.
+
+        The request is still checked against the spec; the injected response is not (``injected=True``).
+        """
         with self._lock:
             self._faults.append(_Fault(method.upper(), path_suffix.rstrip("/"), status, count, retry_after, body))
 
@@ -1045,6 +1047,20 @@ class FakeAirbyte:
         body_error: str | None,
         content_type: str,
     ) -> _Reply:
+        api = "public" if path == PUBLIC_PREFIX or path.startswith(PUBLIC_PREFIX + "/") else "config"
+        request_problems = self.checker.check_request(
+            method,
+            path,
+            body=body if body_error is None else None,
+            query=query,
+            content_type=content_type or None,
+        )
+        if body_error is not None:
+            request_problems.append(f"request body: {body_error}")
+        if request_problems:
+            with self._lock:
+                self.spec_violations.extend(f"request {method} {path}: {p}" for p in request_problems)
+
         with self._lock:
             fault = next((f for f in self._faults if f.method == method and path.endswith(f.suffix)), None)
             if fault is not None:
@@ -1060,20 +1076,6 @@ class FakeAirbyte:
             return _Reply(
                 fault.status, fault.body if fault.body is not None else default, reply_headers, validate=False
             )
-
-        api = "public" if path == PUBLIC_PREFIX or path.startswith(PUBLIC_PREFIX + "/") else "config"
-        request_problems = self.checker.check_request(
-            method,
-            path,
-            body=body if body_error is None else None,
-            query=query,
-            content_type=content_type or None,
-        )
-        if body_error is not None:
-            request_problems.append(f"request body: {body_error}")
-        if request_problems:
-            with self._lock:
-                self.spec_violations.extend(f"request {method} {path}: {p}" for p in request_problems)
 
         anonymous = path in {
             f"{CONFIG_PREFIX}/health",
