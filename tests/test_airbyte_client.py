@@ -5,6 +5,7 @@ and response checked against the official OpenAPI spec (the fixture fails a test
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from lakehouse_ingest.airbyte.errors import (
     ConnectionNotFoundError,
 )
 from lakehouse_ingest.airbyte.models import JobStatus
-from lakehouse_ingest.airbyte.syncs import await_job, run_sync, trigger_or_attach
+from lakehouse_ingest.airbyte.syncs import await_job, cancel_active_jobs, run_sync, trigger_or_attach
 from lakehouse_ingest.errors import ConfigError
 from lakehouse_ingest.platform import archive_job_logs
 from lakehouse_ingest.storage import LocalStorage
@@ -376,3 +377,30 @@ def test_transport_errors_are_transient() -> None:
         with pytest.raises(AirbyteTransientError, match="cannot reach the Airbyte server"):
             client.get_job(1)
         assert client.requests_sent == 2
+
+
+def test_cancelling_the_run_cancels_the_jobs_it_awaits(fake: FakeAirbyte) -> None:
+    """What the flow's on_cancellation / on_crashed hooks do: cancel every job still being awaited."""
+    connection = fake.add_connection("pg")
+    fake.stick_running(connection)
+    outcome: list[BaseException] = []
+    with client_for(fake) as client:
+
+        def await_in_a_task_thread() -> None:
+            try:
+                sync(client, connection, timeout=30)
+            except BaseException as exc:  # collected for the assertion below
+                outcome.append(exc)
+
+        worker = threading.Thread(target=await_in_a_task_thread)
+        worker.start()
+        deadline = time.monotonic() + 5
+        while not fake.jobs_for(connection) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # the worker is polling now
+        cancelled = cancel_active_jobs(LOG, "flow run cancelled")
+        worker.join(timeout=10)
+    (job,) = fake.jobs_for(connection)
+    assert cancelled == [job.id]
+    assert fake.wait_for_job(job.id).status == "cancelled"
+    assert isinstance(outcome[0], AirbyteJobFailedError) and "ended cancelled" in str(outcome[0])

@@ -168,3 +168,28 @@ def test_missing_airbyte_url_is_bad_input(
     assert main(["--catalog", catalog(tmp_path / "c.yaml", sources), "--bronze", str(tmp_path / "b")]) == 2
     assert "AIRBYTE_URL is not set" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_client_secret_from_a_prefect_secret_block(
+    airbyte: FakeAirbyte, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.blocks.system import Secret
+
+    Secret(value="client-secret").save("airbyte-client-secret", overwrite=True)
+    monkeypatch.delenv("AIRBYTE_CLIENT_SECRET")
+    monkeypatch.setenv("AIRBYTE_CLIENT_SECRET_BLOCK", "airbyte-client-secret")
+    name = unique("blk")
+    connection_id = airbyte.add_connection(name, source_name=name)
+
+    assert (
+        main(
+            [
+                "--catalog",
+                catalog(tmp_path / "c.yaml", [{"name": name, "connection_id": connection_id}]),
+                "--bronze",
+                "s3://bronze",
+            ]
+        )
+        == 0
+    )
+    assert [r.status for r in airbyte.requests_to("/applications/token")] == [200]

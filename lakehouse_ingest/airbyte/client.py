@@ -33,6 +33,8 @@ from .errors import (
 from .models import NON_TERMINAL_STATUSES, Connection, Job
 
 ApiFamily = Literal["config", "public"]
+# Stands for a secret that the Prefect layer reads from a Secret block named by AIRBYTE_<NAME>_BLOCK.
+FROM_SECRET_BLOCK = "<from Prefect Secret block>"
 OSS_DEFAULT_ORGANIZATION = "00000000-0000-0000-0000-000000000000"
 PAGE_SIZE = 100
 
@@ -94,10 +96,10 @@ class AirbyteSettings:
             api=api,  # type: ignore[arg-type]
             public_url=env.get("AIRBYTE_PUBLIC_API_URL") or None,
             username=env.get("AIRBYTE_USERNAME") or env.get("AIRBYTE_API_USERNAME") or None,
-            password=env.get("AIRBYTE_PASSWORD") or env.get("AIRBYTE_API_PASSWORD") or None,
-            token=env.get("AIRBYTE_TOKEN") or None,
+            password=_secret(env, "AIRBYTE_PASSWORD") or env.get("AIRBYTE_API_PASSWORD") or None,
+            token=_secret(env, "AIRBYTE_TOKEN"),
             client_id=env.get("AIRBYTE_CLIENT_ID") or None,
-            client_secret=env.get("AIRBYTE_CLIENT_SECRET") or None,
+            client_secret=_secret(env, "AIRBYTE_CLIENT_SECRET"),
             token_url=env.get("AIRBYTE_TOKEN_URL") or None,
         )
         settings.validate()
@@ -134,6 +136,11 @@ class AirbyteSettings:
             token_url = self.token_url or f"{self.config_base}/applications/token"
             return ClientCredentials(token_url, self.client_id or "", self.client_secret or "")
         return None
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """The variable's value, or a placeholder when a Secret block (``<name>_BLOCK``) will provide it."""
+    return env.get(name) or (FROM_SECRET_BLOCK if env.get(f"{name}_BLOCK") else None)
 
 
 class AirbyteClient:
