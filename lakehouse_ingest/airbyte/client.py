@@ -34,7 +34,7 @@ from .models import NON_TERMINAL_STATUSES, Connection, Job
 
 ApiFamily = Literal["config", "public"]
 # Stands for a secret that the Prefect layer reads from a Secret block named by AIRBYTE_<NAME>_BLOCK.
-FROM_SECRET_BLOCK = "<from Prefect Secret block>"
+FROM_SECRET_BLOCK = "<from Prefect Secret block>"  # noqa: S105 - a placeholder, not a secret
 OSS_DEFAULT_ORGANIZATION = "00000000-0000-0000-0000-000000000000"
 PAGE_SIZE = 100
 
