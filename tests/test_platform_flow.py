@@ -39,6 +39,18 @@ def catalog(path: Path, sources: list[dict[str, Any]]) -> str:
     return str(path)
 
 
+def sync_one(tmp_path: Path, name: str, connection_id: str) -> int:
+    """``python -m flows.bronze`` for one Airbyte source into ``s3://bronze``."""
+    return main(
+        [
+            "--catalog",
+            catalog(tmp_path / "c.yaml", [{"name": name, "connection_id": connection_id}]),
+            "--bronze",
+            "s3://bronze",
+        ]
+    )
+
+
 def unique(name: str) -> str:
     return f"{name}_{uuid.uuid4().hex[:6]}"
 
@@ -141,17 +153,7 @@ def test_job_logs_are_archived_to_the_logs_bucket(
     name = unique("pg")
     connection_id = airbyte.add_connection(name, source_name=name)
 
-    assert (
-        main(
-            [
-                "--catalog",
-                catalog(tmp_path / "c.yaml", [{"name": name, "connection_id": connection_id}]),
-                "--bronze",
-                "s3://bronze",
-            ]
-        )
-        == 0
-    )
+    assert sync_one(tmp_path, name, connection_id) == 0
 
     (job,) = airbyte.jobs_for(connection_id)
     client = s3_env.boto3_client()
@@ -181,15 +183,5 @@ def test_client_secret_from_a_prefect_secret_block(
     name = unique("blk")
     connection_id = airbyte.add_connection(name, source_name=name)
 
-    assert (
-        main(
-            [
-                "--catalog",
-                catalog(tmp_path / "c.yaml", [{"name": name, "connection_id": connection_id}]),
-                "--bronze",
-                "s3://bronze",
-            ]
-        )
-        == 0
-    )
+    assert sync_one(tmp_path, name, connection_id) == 0
     assert [r.status for r in airbyte.requests_to("/applications/token")] == [200]
