@@ -68,16 +68,17 @@ class SpecNotFoundError(FileNotFoundError):
 
 
 def find_spec_dir(repo_root: Path | str | None = None) -> Path:
-    """``<repo_root>/../shared/airbyte-openapi``; raises :class:`SpecNotFoundError` when a file is missing."""
+    """The official spec files: the copy vendored in ``tests/airbyte-openapi`` (so a bare clone tests the
+    same), else ``<repo_root>/../shared/airbyte-openapi``; raises :class:`SpecNotFoundError` when missing."""
     root = Path(repo_root) if repo_root is not None else Path(__file__).resolve().parents[2]
-    spec_dir = root.parent / "shared" / "airbyte-openapi"
-    missing = [name for name in SPEC_FILES if not (spec_dir / name).is_file()]
-    if missing:
-        raise SpecNotFoundError(
-            f"Airbyte OpenAPI spec files {missing} not found in {spec_dir} "
-            f"(expected next to the repository at <repo>/../shared/airbyte-openapi; see its README)"
-        )
-    return spec_dir
+    candidates = [root / "tests" / "airbyte-openapi", root.parent / "shared" / "airbyte-openapi"]
+    for spec_dir in candidates:
+        if all((spec_dir / name).is_file() for name in SPEC_FILES):
+            return spec_dir
+    raise SpecNotFoundError(
+        f"Airbyte OpenAPI spec files {list(SPEC_FILES)} not found in {' or '.join(map(str, candidates))} "
+        "(see tests/airbyte-openapi/README.md)"
+    )
 
 
 class _Loader(yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader):  # type: ignore[misc]
