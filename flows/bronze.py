@@ -26,15 +26,17 @@ from prefect.artifacts import create_table_artifact
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.common import resolve_settings, select_sources
+from flows.silver import run_silver
 from lakehouse_ingest.airbyte.client import AirbyteSettings
 from lakehouse_ingest.airbyte.syncs import SyncRun
-from lakehouse_ingest.catalog import SourceEntry, load_catalog
+from lakehouse_ingest.catalog import SourceEntry
 from lakehouse_ingest.checks import BatchValidation
 from lakehouse_ingest.connector import Connector, ConnectorInstaller
 from lakehouse_ingest.embedded import SourcePlan, StreamBatch, SyncOutcome, validate_config
 from lakehouse_ingest.errors import ConfigError, IngestError
 from lakehouse_ingest.settings import IngestSettings
-from lakehouse_ingest.storage import finalize_s3, open_storage
+from lakehouse_ingest.storage import finalize_s3
 from tasks.airbyte import (
     PlatformOptions,
     PlatformPlan,
@@ -99,8 +101,8 @@ def bronze_ingest(
 ) -> list[dict[str, Any]]:
     """Sync, validate and hand off every selected source; fails when any source or stream failed."""
     logger = get_run_logger()
-    settings = _settings(catalog, bronze, silver)
-    selected = _select(settings, sources)
+    settings = resolve_settings(catalog, bronze, silver)
+    selected = select_sources(settings, sources)
     logger.info(
         "bronze: %s, silver: %s, sources: %s",
         settings.bronze_uri,
@@ -232,22 +234,9 @@ def _headline(reports: Sequence[StreamReport]) -> str:
     )
 
 
-def _settings(catalog: str | None, bronze: str | None, silver: str | None) -> IngestSettings:
-    """Environment settings with explicit arguments taking precedence; URIs validated."""
-    overrides = {k: v for k, v in {"catalog": catalog, "bronze_uri": bronze, "silver_uri": silver}.items() if v}
-    settings = IngestSettings(**overrides)  # type: ignore[arg-type]
-    for uri in (settings.bronze_uri, settings.silver_uri):
-        open_storage(uri).close()
-    return settings
-
-
-def _select(settings: IngestSettings, sources: Sequence[str] | None) -> list[SourceEntry]:
-    return load_catalog(settings.catalog).select(sources)
-
-
 def preflight(settings: IngestSettings, sources: Sequence[str] | None) -> list[SourceEntry]:
     """Everything the CLI can refuse before starting Prefect: catalog, names, URIs, connector configs."""
-    selected = _select(settings, sources)
+    selected = select_sources(settings, sources)
     installer = ConnectorInstaller(settings.connector_cache_dir, lambda m: print(m, file=sys.stderr, flush=True))
     for source in selected:
         if source.connector is not None:
@@ -272,6 +261,11 @@ def _parser() -> argparse.ArgumentParser:
         help="bronze root: a directory or s3://bucket[/prefix] (default: $BRONZE_URI or ./lakehouse/bronze)",
     )
     parser.add_argument("--silver", metavar="URI", help="silver root (default: $SILVER_URI or ./lakehouse/silver)")
+    parser.add_argument(
+        "--no-silver",
+        action="store_true",
+        help="stop after bronze (silver then runs on its own, e.g. from the bronze.batch.validated event)",
+    )
     return parser
 
 
@@ -279,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the process exit code."""
     args = _parser().parse_args(argv)
     try:
-        settings = _settings(args.catalog, args.bronze, args.silver)
+        settings = resolve_settings(args.catalog, args.bronze, args.silver)
         preflight(settings, args.source)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -290,10 +284,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     state = bronze_ingest(args.source, args.catalog, args.bronze, args.silver, return_state=True)
     if state.is_completed():
         _print_rows(state.result())
-        return 0
-    error = state.result(raise_on_failure=False)
-    print(f"error: {error}", file=sys.stderr)
-    return 2 if isinstance(error, ConfigError) else 1
+        code = 0
+    else:
+        error = state.result(raise_on_failure=False)
+        print(f"error: {error}", file=sys.stderr)
+        if isinstance(error, ConfigError):
+            return 2
+        code = 1
+    if args.no_silver:
+        return code
+    # The demo shows both layers: whatever was handed off (even by a partly failed run) goes on to silver.
+    return max(code, run_silver(args.source, None, args.catalog, args.bronze, args.silver))
 
 
 def _print_rows(rows: list[dict[str, Any]]) -> None:

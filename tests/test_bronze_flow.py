@@ -21,9 +21,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import FAKER_SOURCE
+from deltalake import DeltaTable
 from support.seaweed import S3Endpoint
 
 from flows.bronze import ARTIFACT_KEY, main
+from flows.silver import main as silver_main
 
 pytestmark = [pytest.mark.connector, pytest.mark.usefixtures("prefect_server")]
 
@@ -121,13 +123,13 @@ def validated_events(sync_id: int, expected: int = len(STREAMS), timeout: float 
             time.sleep(0.5)
 
 
-def latest_artifact_rows() -> list[dict[str, Any]]:
+def latest_artifact_rows(key: str = ARTIFACT_KEY) -> list[dict[str, Any]]:
     """The rows of the newest run-summary table artifact on the Prefect server."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])))
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
     data = max(artifacts, key=lambda a: a.created).data
     return json.loads(data) if isinstance(data, str) else data
 
@@ -155,9 +157,20 @@ def test_local_default_end_to_end(
         manifest_path = Path(event.payload["manifest"])
         assert json.loads(manifest_path.read_text())["sync_id"] == sync_id
         assert event.payload["silver_root"].endswith("lakehouse/silver")
-    rows = {r["stream"]: r for r in latest_artifact_rows()}
+    rows = {r["stream"]: r for r in latest_artifact_rows("bronze-ingest-summary")}
     assert rows["users"]["rows"] == 30 and rows["users"]["status"] == "handed_off"
-    assert "faker.users: 30 rows" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "faker.users: 30 rows" in out
+    # ... and the demo goes on to silver: one Delta table per stream, one row per primary key.
+    assert f"silver faker.users: sync {sync_id} -> " in out
+    silver_users = DeltaTable(str(tmp_path / "lakehouse" / "silver" / "faker" / "users")).to_pyarrow_table()
+    assert sorted(silver_users.column("id").to_pylist()) == list(range(1, 31))
+    assert {m["sync_id"] for m in silver_users.column("_airbyte_meta").to_pylist()} == {sync_id}
+
+    manifest = str(tmp_path / "lakehouse" / "bronze" / "airbyte" / "faker" / "users" / "_manifests" / f"{sync_id}.json")
+    assert silver_main(["--manifest", manifest, "--silver", str(tmp_path / "lakehouse" / "silver")]) == 0
+    (again,) = latest_artifact_rows("silver-merge-summary")
+    assert again["status"] == "already_applied"
 
 
 def test_incremental_second_run_resumes_from_saved_state(tmp_path: Path) -> None:
@@ -216,6 +229,17 @@ def test_s3_end_to_end_through_the_real_entry_point(tmp_path: Path, s3_env: S3En
     manifest = landed.manifests("users")[0]
     assert manifest["bronze_root"] == f"s3://bronze/{prefix}"
     assert all(f["url"].startswith(f"s3://bronze/{prefix}/airbyte/faker/users/") for f in manifest["files"])
+    silver = DeltaTable(
+        "s3://silver/x/faker/users",
+        storage_options={
+            "AWS_ENDPOINT_URL": s3_env.url,
+            "AWS_ACCESS_KEY_ID": s3_env.access_key,
+            "AWS_SECRET_ACCESS_KEY": s3_env.secret_key,
+            "AWS_REGION": s3_env.region,
+            "AWS_ALLOW_HTTP": "true",
+        },
+    )
+    assert silver.to_pyarrow_table().num_rows == 30
     assert {e.payload["manifest"] for e in validated_events(sync_id, expected=2)} == {
         f"s3://bronze/{prefix}/airbyte/faker/{stream}/_manifests/{sync_id}.json" for stream in ("users", "purchases")
     }

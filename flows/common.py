@@ -1,0 +1,23 @@
+"""What the bronze and silver flows share: settings with CLI/parameter overrides, source selection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lakehouse_ingest.catalog import SourceEntry, load_catalog
+from lakehouse_ingest.settings import IngestSettings
+from lakehouse_ingest.storage import open_storage
+
+
+def resolve_settings(catalog: str | None, bronze: str | None, silver: str | None) -> IngestSettings:
+    """Environment settings with explicit arguments taking precedence; URIs validated."""
+    overrides = {k: v for k, v in {"catalog": catalog, "bronze_uri": bronze, "silver_uri": silver}.items() if v}
+    settings = IngestSettings(**overrides)  # type: ignore[arg-type]
+    for uri in (settings.bronze_uri, settings.silver_uri):
+        open_storage(uri).close()
+    return settings
+
+
+def select_sources(settings: IngestSettings, sources: Sequence[str] | None) -> list[SourceEntry]:
+    """The catalog's sources named (all when none are)."""
+    return load_catalog(settings.catalog).select(sources)

@@ -1,0 +1,300 @@
+"""Silver: one Delta Lake table per stream, merged from validated bronze batches exactly once.
+
+- Input is a manifest (the handoff contract), never a listing: its files are read, and the batch is reduced to
+  the latest record per primary key (by the stream's top-level cursor, then ``_airbyte_extracted_at``).
+- Merge by primary key: a row is updated only by a *newer* record, so batches commute and a late batch can
+  never overwrite newer data. A CDC delete (``_ab_cdc_deleted_at`` set) removes the row; its key and version
+  are kept in a tombstone table (``_tombstones/<source>/<stream>``) so that an older insert arriving later
+  cannot bring the row back. Streams without a primary key are appended.
+- Exactly once: every commit carries the batch's sync id in its commit metadata; a manifest whose sync id is
+  already in the table's history is skipped. A Delta commit is atomic, so a crash leaves the previous version
+  intact and a re-run applies the batch again. New columns evolve the table schema.
+- Rows keep every bronze column, so ``_airbyte_meta.sync_id``, ``_airbyte_raw_id`` and
+  ``_airbyte_extracted_at`` are the lineage of each silver row.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from .errors import ValidationFailed
+from .layout import manifest_key
+from .names import safe_stream_dir, validate_source_name
+from .storage import LakeStorage, S3Storage
+
+SYNC_ID_METADATA = "lakehouse.sync_id"
+CDC_DELETED = "_ab_cdc_deleted_at"
+EXTRACTED = "_airbyte_extracted_at"
+
+
+@dataclass(frozen=True)
+class SilverResult:
+    """What applying one manifest did."""
+
+    source: str
+    stream: str
+    sync_id: int
+    table: str
+    applied: bool
+    rows_in: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    version: int | None = None
+
+
+class SilverTables:
+    """The silver root: Delta table locations and the storage options delta-rs needs for them."""
+
+    def __init__(self, silver: LakeStorage) -> None:
+        self.silver = silver
+        self.options = _delta_options(silver)
+
+    def table_uri(self, source: str, stream: str) -> str:
+        """``<silver>/<source>/<stream>``."""
+        return self.silver.url_for(f"{validate_source_name(source)}/{safe_stream_dir(stream)}")
+
+    def tombstone_uri(self, source: str, stream: str) -> str:
+        """``<silver>/_tombstones/<source>/<stream>``."""
+        return self.silver.url_for(f"_tombstones/{validate_source_name(source)}/{safe_stream_dir(stream)}")
+
+    def open(self, uri: str) -> DeltaTable | None:
+        """The Delta table at ``uri``, or None before its first commit."""
+        try:
+            return DeltaTable(uri, storage_options=self.options)
+        except TableNotFoundError:
+            return None
+
+    def applied_sync_ids(self, source: str, stream: str) -> set[int]:
+        """Sync ids of the batches already merged into the stream's table."""
+        table = self.open(self.table_uri(source, stream))
+        if table is None:
+            return set()
+        return {int(h[SYNC_ID_METADATA]) for h in table.history() if SYNC_ID_METADATA in h}
+
+
+def load_manifest(bronze: LakeStorage, source: str, stream: str, sync_id: int) -> dict[str, Any]:
+    """The manifest of one handed-off batch."""
+    manifest: dict[str, Any] = json.loads(bronze.get_bytes(manifest_key(source, stream, sync_id)))
+    return manifest
+
+
+def read_batch(bronze: LakeStorage, manifest: dict[str, Any]) -> pa.Table:
+    """The rows of the batch's files, exactly the files the manifest lists, checked against its counts."""
+    tables = []
+    for item in manifest["files"]:
+        table = bronze.open_parquet(item["key"]).read()
+        if table.num_rows != item["rows"]:
+            raise ValidationFailed(
+                f"{manifest['source']}.{manifest['stream']}: {item['key']} holds {table.num_rows} rows, "
+                f"its manifest says {item['rows']}"
+            )
+        tables.append(table)
+    return pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
+
+
+def latest_per_key(table: pa.Table, keys: list[str], cursor: str | None) -> pa.Table:
+    """One row per key: the newest by ``cursor`` (when there is one) and then ``_airbyte_extracted_at``."""
+    if table.num_rows == 0:
+        return table
+    order = [(k, "ascending") for k in keys]
+    order += [(c, "descending") for c in (cursor, EXTRACTED) if c and c in table.column_names]
+    ordered = table.sort_by(order)
+    first = pa.array([True] + [False] * (ordered.num_rows - 1))
+    for key in keys:
+        column = ordered.column(key).combine_chunks()
+        changed = pc.not_equal(column.slice(1), column.slice(0, len(column) - 1))
+        first = pc.or_(first, pa.concat_arrays([pa.array([True]), pc.fill_null(changed, True)]))
+    return ordered.filter(first)
+
+
+def apply_manifest(bronze: LakeStorage, tables: SilverTables, manifest: dict[str, Any]) -> SilverResult:
+    """Merge one validated batch into its silver table, unless it was applied before."""
+    source, stream, sync_id = manifest["source"], manifest["stream"], int(manifest["sync_id"])
+    uri = tables.table_uri(source, stream)
+    if sync_id in tables.applied_sync_ids(source, stream):
+        return SilverResult(source, stream, sync_id, uri, applied=False)
+    batch = read_batch(bronze, manifest)
+    commit = CommitProperties(
+        custom_metadata={SYNC_ID_METADATA: str(sync_id), "lakehouse.source": source, "lakehouse.stream": stream}
+    )
+    keys = [path[0] for path in manifest.get("primary_key") or [] if len(path) == 1]
+    if not keys or batch.num_rows == 0:
+        return _append(tables, uri, batch, manifest, commit)
+    cursor_field = manifest.get("cursor_field") or []
+    cursor = cursor_field[0] if len(cursor_field) == 1 and cursor_field[0] in batch.column_names else None
+    latest = latest_per_key(batch, keys, cursor)
+    latest = _drop_tombstoned(tables, source, stream, latest, keys, cursor)
+    _record_tombstones(tables, source, stream, latest, keys, cursor)
+    return _merge(tables, uri, latest, keys, cursor, manifest, commit, batch.num_rows)
+
+
+def _append(
+    tables: SilverTables, uri: str, batch: pa.Table, manifest: dict[str, Any], commit: CommitProperties
+) -> SilverResult:
+    source, stream, sync_id = manifest["source"], manifest["stream"], int(manifest["sync_id"])
+    if batch.num_rows == 0 and tables.open(uri) is None:
+        batch = _empty_from_manifest(manifest)
+    write_deltalake(
+        uri, batch, mode="append", schema_mode="merge", storage_options=tables.options, commit_properties=commit
+    )
+    return SilverResult(
+        source, stream, sync_id, uri, True, batch.num_rows, inserted=batch.num_rows, version=_version(tables, uri)
+    )
+
+
+def _merge(
+    tables: SilverTables,
+    uri: str,
+    latest: pa.Table,
+    keys: list[str],
+    cursor: str | None,
+    manifest: dict[str, Any],
+    commit: CommitProperties,
+    rows_in: int,
+) -> SilverResult:
+    source, stream, sync_id = manifest["source"], manifest["stream"], int(manifest["sync_id"])
+    table = tables.open(uri)
+    has_cdc = CDC_DELETED in latest.column_names
+    if table is None:  # first batch: the latest non-deleted records are the table
+        rows = latest.filter(pc.is_null(latest.column(CDC_DELETED))) if has_cdc else latest
+        write_deltalake(uri, rows, mode="append", storage_options=tables.options, commit_properties=commit)
+        return SilverResult(
+            source, stream, sync_id, uri, True, rows_in, inserted=rows.num_rows, version=_version(tables, uri)
+        )
+    newer = _newer("s", "t", cursor)
+    is_delete = f"s.{CDC_DELETED} IS NOT NULL" if has_cdc else "FALSE"
+    merger = table.merge(
+        latest,
+        " AND ".join(f"t.{k} = s.{k}" for k in keys),
+        source_alias="s",
+        target_alias="t",
+        merge_schema=True,
+        commit_properties=commit,
+    )
+    if has_cdc:
+        merger = merger.when_matched_delete(predicate=f"{is_delete} AND ({newer})")
+    merger = merger.when_matched_update_all(predicate=f"NOT ({is_delete}) AND ({newer})")
+    before = table.version()
+    metrics = merger.when_not_matched_insert_all(predicate=f"NOT ({is_delete})").execute()
+    if _version(tables, uri) == before:  # nothing changed, so delta-rs made no commit: record the sync id anyway
+        write_deltalake(
+            uri,
+            latest.slice(0, 0),
+            mode="append",
+            schema_mode="merge",
+            storage_options=tables.options,
+            commit_properties=commit,
+        )
+    return SilverResult(
+        source,
+        stream,
+        sync_id,
+        uri,
+        True,
+        rows_in,
+        inserted=int(metrics.get("num_target_rows_inserted", 0)),
+        updated=int(metrics.get("num_target_rows_updated", 0)),
+        deleted=int(metrics.get("num_target_rows_deleted", 0)),
+        version=_version(tables, uri),
+    )
+
+
+def _version(tables: SilverTables, uri: str) -> int | None:
+    table = tables.open(uri)
+    return table.version() if table is not None else None
+
+
+def _newer(new: str, old: str, cursor: str | None) -> str:
+    """SQL: the ``new`` row is strictly newer than the ``old`` one (cursor, then extraction time)."""
+    by_extraction = f"{new}.{EXTRACTED} > {old}.{EXTRACTED}"
+    if cursor is None:
+        return by_extraction
+    return (
+        f"({new}.{cursor} > {old}.{cursor}) OR ({old}.{cursor} IS NULL AND {new}.{cursor} IS NOT NULL) OR "
+        f"(({new}.{cursor} = {old}.{cursor} OR ({new}.{cursor} IS NULL AND {old}.{cursor} IS NULL)) "
+        f"AND {by_extraction})"
+    )
+
+
+def _version_columns(cursor: str | None) -> list[str]:
+    return [c for c in (cursor, EXTRACTED) if c]
+
+
+def _drop_tombstoned(
+    tables: SilverTables, source: str, stream: str, latest: pa.Table, keys: list[str], cursor: str | None
+) -> pa.Table:
+    """Drop records that an already-applied, newer delete supersedes (a late, older insert or update)."""
+    tombstones = tables.open(tables.tombstone_uri(source, stream))
+    if tombstones is None:
+        return latest
+    known = tombstones.to_pyarrow_table()
+    if known.num_rows == 0:
+        return latest
+    versions = _version_columns(cursor)
+    # Join only keys and versions (Acero joins do not carry nested payload columns), then pick rows by index.
+    mine = latest.select(keys + versions).append_column("__row", pa.array(range(latest.num_rows), pa.int64()))
+    joined = mine.join(known.select(keys + versions), keys=keys, join_type="left outer", right_suffix="__dead")
+    older = pa.array([False] * joined.num_rows)
+    undecided = pa.array([True] * joined.num_rows)
+    for column in versions:
+        ours, dead = joined.column(column), joined.column(f"{column}__dead")
+        older = pc.or_(older, pc.and_(undecided, pc.fill_null(pc.less(ours, dead), False)))
+        undecided = pc.and_(undecided, pc.fill_null(pc.equal(ours, dead), False))
+    superseded = pc.or_(older, pc.and_(undecided, pc.is_valid(joined.column(f"{versions[-1]}__dead"))))
+    keep = pc.sort_indices(joined.filter(pc.invert(superseded)).column("__row"))
+    rows = joined.filter(pc.invert(superseded)).column("__row").take(keep)
+    return latest.take(rows)
+
+
+def _record_tombstones(
+    tables: SilverTables, source: str, stream: str, latest: pa.Table, keys: list[str], cursor: str | None
+) -> None:
+    """Remember each delete's key and version (newest wins), before the main table commit."""
+    if CDC_DELETED not in latest.column_names:
+        return
+    deletes = latest.filter(pc.is_valid(latest.column(CDC_DELETED))).select(keys + _version_columns(cursor))
+    if deletes.num_rows == 0:
+        return
+    uri = tables.tombstone_uri(source, stream)
+    existing = tables.open(uri)
+    if existing is None:
+        write_deltalake(uri, deletes, mode="append", storage_options=tables.options)
+        return
+    (
+        existing.merge(deletes, " AND ".join(f"t.{k} = s.{k}" for k in keys), source_alias="s", target_alias="t")
+        .when_matched_update_all(predicate=_newer("s", "t", cursor))
+        .when_not_matched_insert_all()
+        .execute()
+    )
+
+
+def _empty_from_manifest(manifest: dict[str, Any]) -> pa.Table:
+    """An empty table with the batch's schema (so a zero-row first batch still creates the table)."""
+    from .arrow_types import AIRBYTE_FIELDS
+
+    return pa.schema(list(AIRBYTE_FIELDS)).empty_table()
+
+
+def _delta_options(storage: LakeStorage) -> dict[str, str]:
+    """delta-rs storage options for an S3 root (endpoint, keys, plain HTTP for MinIO on a LAN)."""
+    if not isinstance(storage, S3Storage):
+        return {}
+    settings = storage.settings
+    options = {"AWS_REGION": settings.region}
+    if settings.endpoint_url:
+        options["AWS_ENDPOINT_URL"] = settings.endpoint_url
+        if urlsplit(settings.endpoint_url).scheme == "http":
+            options["AWS_ALLOW_HTTP"] = "true"
+    if settings.access_key and settings.secret_key:
+        options["AWS_ACCESS_KEY_ID"] = settings.access_key
+        options["AWS_SECRET_ACCESS_KEY"] = settings.secret_key
+    return options
