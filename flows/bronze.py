@@ -35,8 +35,9 @@ from lakehouse_ingest.checks import BatchValidation
 from lakehouse_ingest.connector import Connector, ConnectorInstaller
 from lakehouse_ingest.embedded import SourcePlan, StreamBatch, SyncOutcome, validate_config
 from lakehouse_ingest.errors import ConfigError, IngestError
+from lakehouse_ingest.manifest import load_quarantined
 from lakehouse_ingest.settings import IngestSettings
-from lakehouse_ingest.storage import finalize_s3
+from lakehouse_ingest.storage import finalize_s3, opened_storage
 from tasks.airbyte import (
     PlatformOptions,
     PlatformPlan,
@@ -186,7 +187,7 @@ def _finish_source(
             batches = collect_job_batches_task(plan, run.job, settings.bronze_uri)
         except Exception as exc:
             return [StreamReport(plan.source.name, "*", "failed_validation", detail=str(exc))]
-    reports, handed_off = _validate_and_hand_off(batches, settings)
+    reports, handed_off = _validate_and_hand_off(plan.source, batches, settings)
     if isinstance(plan, SourcePlan) and handed_off:
         try:
             commit_state_task(outcome, handed_off, settings.bronze_uri)
@@ -196,10 +197,13 @@ def _finish_source(
 
 
 def _validate_and_hand_off(
-    batches: dict[str, StreamBatch], settings: IngestSettings
+    source: SourceEntry, batches: dict[str, StreamBatch], settings: IngestSettings
 ) -> tuple[list[StreamReport], list[str]]:
     """Validate every stream batch concurrently; hand off those that pass. Returns reports and handed-off names."""
-    validations = {name: validate_batch_task.submit(batch, settings.bronze_uri) for name, batch in batches.items()}
+    validations = {
+        name: validate_batch_task.submit(batch, settings.bronze_uri, source.checks_for(name))
+        for name, batch in batches.items()
+    }
     reports, handed_off = [], []
     for name, batch in batches.items():
         report = StreamReport(
@@ -224,6 +228,39 @@ def _validate_and_hand_off(
             report.detail = f"{type(exc).__name__}: {exc}"
         reports.append(report)
     return reports, handed_off
+
+
+@flow(name="bronze-revalidate")
+def bronze_revalidate(
+    batches: list[str], catalog: str | None = None, bronze: str | None = None, silver: str | None = None
+) -> list[dict[str, Any]]:
+    """Validate quarantined batches (``SOURCE/STREAM/SYNC_ID``) again, with the catalog's current checks,
+    and hand off those that now pass."""
+    settings = resolve_settings(catalog, bronze, silver)
+    sources = {s.name: s for s in select_sources(settings, None)}
+    found: dict[str, dict[str, StreamBatch]] = {}
+    with opened_storage(settings.bronze_uri) as storage:
+        for item in batches:
+            source, stream, sync_id = parse_batch_id(item)
+            if source not in sources:
+                raise ConfigError(f"unknown source {source!r} in {item!r}")
+            found.setdefault(source, {})[stream] = load_quarantined(storage, source, stream, sync_id)
+    reports: list[StreamReport] = []
+    for source, streams in found.items():
+        reports.extend(_validate_and_hand_off(sources[source], streams, settings)[0])
+    rows = [r.as_row() for r in reports]
+    create_table_artifact(key=ARTIFACT_KEY, table=rows, description=_headline(reports))
+    if any(r.status != "handed_off" for r in reports):
+        raise BronzeRunFailed("; ".join(f"{r.source}.{r.stream}: {r.detail}" for r in reports if r.detail))
+    return rows
+
+
+def parse_batch_id(item: str) -> tuple[str, str, int]:
+    """``SOURCE/STREAM/SYNC_ID`` → its parts."""
+    parts = item.split("/")
+    if len(parts) != 3 or not parts[2].isdigit():
+        raise ConfigError(f"--revalidate takes SOURCE/STREAM/SYNC_ID, got {item!r}")
+    return parts[0], parts[1], int(parts[2])
 
 
 def _headline(reports: Sequence[StreamReport]) -> str:
@@ -262,6 +299,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--silver", metavar="URI", help="silver root (default: $SILVER_URI or ./lakehouse/silver)")
     parser.add_argument(
+        "--revalidate",
+        action="append",
+        metavar="SOURCE/STREAM/SYNC_ID",
+        help="validate a quarantined batch again (after a fix) and hand it off if it passes",
+    )
+    parser.add_argument(
         "--no-silver",
         action="store_true",
         help="stop after bronze (silver then runs on its own, e.g. from the bronze.batch.validated event)",
@@ -274,6 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = resolve_settings(args.catalog, args.bronze, args.silver)
+        for item in args.revalidate or []:
+            parse_batch_id(item)
         preflight(settings, args.source)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -281,7 +326,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IngestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    state = bronze_ingest(args.source, args.catalog, args.bronze, args.silver, return_state=True)
+    if args.revalidate:
+        state = bronze_revalidate(args.revalidate, args.catalog, args.bronze, args.silver, return_state=True)
+    else:
+        state = bronze_ingest(args.source, args.catalog, args.bronze, args.silver, return_state=True)
     if state.is_completed():
         _print_rows(state.result())
         code = 0

@@ -70,18 +70,77 @@ class ConnectorSpec(_Model):
         return f"{self.package}=={self.version}" if self.version else self.package
 
 
+class RangeRule(_Model):
+    """Inclusive bounds; either may be omitted."""
+
+    min: float | None = None
+    max: float | None = None
+
+
+class FreshnessRule(_Model):
+    """The newest value of ``column`` (default ``_airbyte_extracted_at``) must be at most ``max_age`` old."""
+
+    column: str = "_airbyte_extracted_at"
+    max_age: str = Field(pattern=r"^\d+(\.\d+)?[smhd]$", description="e.g. 90s, 30m, 6h, 2d")
+
+    @property
+    def seconds(self) -> float:
+        """``max_age`` in seconds."""
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[self.max_age[-1]]
+        return float(self.max_age[:-1]) * unit
+
+
+class StreamChecks(_Model):
+    """Declarative checks of a stream's bronze batches (beyond the built-in ones)."""
+
+    min_records: int | None = Field(default=None, ge=0)
+    not_null: list[str] = Field(default_factory=list)
+    unique: list[str] = Field(default_factory=list)
+    accepted_values: dict[str, list[str | int | float | bool]] = Field(default_factory=dict)
+    range: dict[str, RangeRule] = Field(default_factory=dict)
+    regex: dict[str, str] = Field(default_factory=dict)
+    freshness: FreshnessRule | None = None
+    # Rows carrying _airbyte_meta.changes allowed; None reports them without failing.
+    max_changes: int | None = Field(default=None, ge=0)
+    schema_drift: Literal["fail", "warn", "allow"] = "warn"
+    zero_rows: Literal["fail", "allow"] = "allow"
+
+    @field_validator("regex")
+    @classmethod
+    def _patterns(cls, value: dict[str, str]) -> dict[str, str]:
+        for column, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"regex for {column!r} does not compile: {exc}") from None
+        return value
+
+
 class StreamSelection(_Model):
-    """One stream to sync, with optional overrides of what the connector declares."""
+    """One stream to sync, with optional overrides of what the connector declares, and its checks."""
 
     name: str = Field(min_length=1)
     sync_mode: Literal["incremental", "full_refresh"] | None = None
     destination_sync_mode: Literal["append", "overwrite"] = "append"
     cursor_field: list[str] | None = None
     primary_key: list[list[str]] | None = None
+    checks: StreamChecks = Field(default_factory=lambda: StreamChecks())
+
+    @property
+    def overrides_sync(self) -> bool:
+        """True when the entry changes how the stream syncs (not only how it is checked)."""
+        return bool(self.sync_mode or self.cursor_field or self.primary_key or self.destination_sync_mode != "append")
 
 
 class SourceEntry(_Model):
     """One source of the catalog: embedded (``connector``) or on an Airbyte server (``connection_*``)."""
+
+    def checks_for(self, stream: str) -> StreamChecks:
+        """The declared checks of ``stream`` (defaults when the catalog declares none)."""
+        for selection in self.streams or []:
+            if selection.name == stream:
+                return selection.checks
+        return StreamChecks()
 
     name: str
     connector: ConnectorSpec | None = None
@@ -107,8 +166,11 @@ class SourceEntry(_Model):
             )
         if len(engines) > 1:
             raise ValueError(f"has {' and '.join(engines)}; give exactly one")
-        if self.connector is None and (self.config or self.streams):
-            raise ValueError("'config' and 'streams' belong to embedded sources; Airbyte keeps them for connections")
+        if self.connector is None and (self.config or any(s.overrides_sync for s in self.streams or [])):
+            raise ValueError(
+                "'config' and stream sync settings belong to embedded sources; Airbyte keeps them for connections "
+                "(streams of an Airbyte source take only 'name' and 'checks')"
+            )
         names = [s.name for s in self.streams or []]
         if len(names) != len(set(names)):
             raise ValueError("lists a stream twice")

@@ -1,34 +1,31 @@
-"""Validation of one stream batch, before anything is handed on (first cut).
+"""Validation of one stream batch, before anything is handed on.
 
-For each stream of a sync: every file of the sync reads as Parquet; the Airbyte columns are present with
-the right types; the row count (from the footers, no data scan) equals what the engine counted; every
-row's ``_airbyte_meta.sync_id`` is this sync's id; primary-key columns are never null. Reading is by
-row group and by column, so memory stays bounded whatever the batch size.
+Built in, for every batch: exactly this sync's files are there (selected by key epoch, ignoring other
+syncs, folder markers and foreign objects); each reads as Parquet; the Airbyte columns are present with
+their types (destination ≥ 1.0: ``_airbyte_raw_id``, ``_airbyte_extracted_at``, ``_airbyte_meta``,
+``_airbyte_generation_id``; or the legacy ``_airbyte_ab_id``, ``_airbyte_emitted_at``); the row count from
+the footers (no data read) equals what the engine or Airbyte counted; every row carries this sync's id;
+primary-key columns are never null; the schema against the last validated batch (drift policy). Then the
+catalog's declarative rules (``rules``). Reading is by row group and by column: memory stays bounded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .catalog import StreamChecks
 from .embedded import StreamBatch
 from .layout import DATA_FILE
 from .names import column_name
+from .results import CheckResult
+from .rules import evaluate
 from .storage import LakeStorage
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """The outcome of one check; ``file`` names the object at fault when there is one."""
-
-    name: str
-    passed: bool
-    detail: str
-    file: str | None = None
 
 
 @dataclass
@@ -68,16 +65,30 @@ def _is_meta(t: pa.DataType) -> bool:
     )
 
 
+def _is_string(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
 AIRBYTE_COLUMN_TYPES: dict[str, Callable[[pa.DataType], bool]] = {
-    "_airbyte_raw_id": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
+    "_airbyte_raw_id": _is_string,
     "_airbyte_extracted_at": _is_timestamp_or_int,
     "_airbyte_meta": _is_meta,
     "_airbyte_generation_id": pa.types.is_int64,
 }
+# Destinations before 1.0 (no sync id, so a batch is isolated by its keys alone).
+LEGACY_COLUMN_TYPES: dict[str, Callable[[pa.DataType], bool]] = {
+    "_airbyte_ab_id": _is_string,
+    "_airbyte_emitted_at": _is_timestamp_or_int,
+}
 
 
-def validate_batch(storage: LakeStorage, batch: StreamBatch) -> BatchValidation:
-    """Run every first-cut check on ``batch``; stops at the first file that cannot be read."""
+def validate_batch(
+    storage: LakeStorage,
+    batch: StreamBatch,
+    checks: StreamChecks | None = None,
+    previous_schema: list[dict[str, Any]] | None = None,
+) -> BatchValidation:
+    """Run every check on ``batch``; stops early when files are missing, unreadable or not Airbyte's."""
     result = BatchValidation(batch.source, batch.stream, batch.sync_id)
     result.checks.append(_check_files_listed(storage, batch))
     if not result.checks[-1].passed:
@@ -93,10 +104,52 @@ def validate_batch(storage: LakeStorage, batch: StreamBatch) -> BatchValidation:
     result.checks.append(_check_airbyte_columns(files))
     if not result.checks[-1].passed:
         return result
+    legacy = all("_airbyte_meta" not in p.schema_arrow.names for _, p in files) and bool(files)
     result.checks.append(_check_row_count(files, batch.records))
-    result.checks.append(_check_sync_id(files, batch.sync_id))
+    if legacy:
+        result.checks.append(CheckResult("sync_id", True, "legacy destination: batch isolated by its keys"))
+    else:
+        result.checks.append(_check_sync_id(files, batch.sync_id))
     result.checks.extend(_check_primary_key(files, batch.primary_key))
+    checks = checks or StreamChecks()
+    result.checks.append(_check_schema_drift(files, previous_schema, checks.schema_drift))
+    if not result.passed:  # the data itself is in doubt: rules on it would only add noise
+        return result
+    rows = sum(p.metadata.num_rows for _, p in files)
+    keys = [column_name(path[0]) for path in batch.primary_key if len(path) == 1]
+    try:
+        result.checks.extend(evaluate(files, rows, checks, keys))
+    except (OSError, pa.ArrowException) as exc:
+        result.checks.append(CheckResult("rules", False, f"data cannot be read: {_short(exc)}"))
     return result
+
+
+def batch_schema(files: list[tuple[str, pq.ParquetFile]]) -> list[dict[str, Any]]:
+    """The schema as manifests record it: name, Arrow type, nullability."""
+    if not files:
+        return []
+    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in files[0][1].schema_arrow]
+
+
+def _check_schema_drift(
+    files: list[tuple[str, pq.ParquetFile]], previous: list[dict[str, Any]] | None, policy: str
+) -> CheckResult:
+    """Added, removed and retyped columns against the stream's last validated batch."""
+    if previous is None or not files:
+        return CheckResult("schema_drift", True, "no earlier validated batch to compare with")
+    before = {c["name"]: c["type"] for c in previous}
+    now = {c["name"]: c["type"] for c in batch_schema(files)}
+    added = sorted(now.keys() - before.keys())
+    removed = sorted(before.keys() - now.keys())
+    retyped = sorted(f"{n} {before[n]} -> {now[n]}" for n in now.keys() & before.keys() if now[n] != before[n])
+    if not (added or removed or retyped):
+        return CheckResult("schema_drift", True, "same columns and types as the last validated batch")
+    parts = [
+        f"{label}: {', '.join(items)}"
+        for label, items in (("added", added), ("removed", removed), ("retyped", retyped))
+        if items
+    ]
+    return CheckResult("schema_drift", policy != "fail", f"{'; '.join(parts)} (policy {policy})", files[0][0])
 
 
 def _check_files_listed(storage: LakeStorage, batch: StreamBatch) -> CheckResult:
@@ -124,7 +177,8 @@ def _check_files_listed(storage: LakeStorage, batch: StreamBatch) -> CheckResult
 def _check_airbyte_columns(files: Iterable[tuple[str, pq.ParquetFile]]) -> CheckResult:
     for key, parquet in files:
         schema = parquet.schema_arrow
-        for name, ok in AIRBYTE_COLUMN_TYPES.items():
+        expected = LEGACY_COLUMN_TYPES if "_airbyte_ab_id" in schema.names else AIRBYTE_COLUMN_TYPES
+        for name, ok in expected.items():
             index = schema.get_field_index(name)
             if index < 0:
                 return CheckResult("airbyte_columns", False, f"column {name} is missing", key)

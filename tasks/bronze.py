@@ -14,12 +14,20 @@ from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from lakehouse_ingest.catalog import SourceEntry
+from lakehouse_ingest.catalog import SourceEntry, StreamChecks
 from lakehouse_ingest.checks import BatchValidation, validate_batch
 from lakehouse_ingest.connector import ConnectorInstaller
 from lakehouse_ingest.embedded import SourcePlan, StreamBatch, SyncOutcome, plan_source, run_sync
 from lakehouse_ingest.errors import ConnectorInstallError, StorageError
-from lakehouse_ingest.manifest import event_for, publish_manifest
+from lakehouse_ingest.manifest import (
+    event_for,
+    failure_event,
+    previous_manifest,
+    publish_manifest,
+    publish_report,
+    quarantine,
+    release_quarantine,
+)
 from lakehouse_ingest.state import load_state, save_state
 from lakehouse_ingest.storage import opened_storage
 
@@ -78,15 +86,27 @@ def embedded_sync_task(plan: SourcePlan, bronze_uri: str, compression: str, part
 
 
 @transient_retrying_task("validate-batch", "validate-{batch.source}-{batch.stream}")
-def validate_batch_task(batch: StreamBatch, bronze_uri: str) -> BatchValidation:
-    """Check the Parquet that landed for one stream of the sync."""
-    with opened_storage(bronze_uri) as bronze:
-        validation = validate_batch(bronze, batch)
+def validate_batch_task(batch: StreamBatch, bronze_uri: str, checks: StreamChecks) -> BatchValidation:
+    """Check the Parquet that landed for one stream; keep a report; quarantine and announce a failure."""
     logger = get_run_logger()
+    with opened_storage(bronze_uri) as bronze:
+        previous = previous_manifest(bronze, batch)
+        validation = validate_batch(bronze, batch, checks, previous["schema"] if previous else None)
+        report_url = publish_report(bronze, batch, validation)
+        if validation.passed:
+            release_quarantine(bronze, batch)
+        else:
+            quarantine_url = quarantine(bronze, batch, validation)
+    for check in validation.checks:
+        if check.passed and "policy warn" in check.detail:
+            logger.warning("%s.%s: %s: %s", batch.source, batch.stream, check.name, check.detail)
     if validation.passed:
-        logger.info("%s.%s: %d check(s) passed", batch.source, batch.stream, len(validation.checks))
+        logger.info(
+            "%s.%s: %d check(s) passed; report %s", batch.source, batch.stream, len(validation.checks), report_url
+        )
     else:
-        logger.error("%s", validation.failure)
+        logger.error("%s (quarantined: %s)", validation.failure, quarantine_url)
+        emit_event(**failure_event(batch, validation, report_url, quarantine_url))
     return validation
 
 

@@ -263,3 +263,50 @@ def test_failed_validation_fails_the_run_and_hands_off_only_passing_streams(tmp_
     failed = next(r for r in latest_artifact_rows() if r["stream"] == "purchases")
     assert failed["status"] == "failed_validation"
     assert "primary_key_not_null(returned_at)" in failed["detail"] and ".parquet" in failed["detail"]
+
+
+def test_a_failed_batch_is_quarantined_announced_and_can_be_revalidated_after_a_fix(tmp_path: Path) -> None:
+    strict = write_catalog(
+        tmp_path / "strict.yaml",
+        streams=[{"name": "users", "checks": {"accepted_values": {"gender": ["nobody"]}, "min_records": 1}}],
+    )
+    bronze, silver = tmp_path / "bronze", tmp_path / "silver"
+
+    assert main(["--catalog", str(strict), "--bronze", str(bronze), "--silver", str(silver)]) == 1
+
+    landed = Landed.local(bronze)
+    assert not landed.manifests("users")
+    (marker_key,) = [k for k in landed.objects if "/_quarantine/" in k]
+    marker = json.loads(landed.objects[marker_key])
+    sync_id = marker["sync_id"]
+    assert marker["passed"] is False and "accepted_values(gender)" in marker["failure"]
+    assert marker["batch"]["records"] == 30
+    report = json.loads(landed.objects[f"airbyte/faker/users/_reports/{sync_id}.json"])
+    assert [c["name"] for c in report["checks"] if not c["passed"]] == ["accepted_values(gender)"]
+    assert "30 row(s) outside the accepted values" in report["failure"]
+    assert not (silver / "faker" / "users").exists()
+    failed_events = [e for e in _events("bronze.batch.failed") if e.payload.get("sync_id") == sync_id]
+    assert failed_events and failed_events[0].payload["quarantine"].endswith(f"_quarantine/{sync_id}.json")
+
+    relaxed = write_catalog(tmp_path / "relaxed.yaml", streams=[{"name": "users"}])
+    args = ["--catalog", str(relaxed), "--bronze", str(bronze), "--silver", str(silver)]
+    assert main([*args, "--revalidate", f"faker/users/{sync_id}"]) == 0
+
+    after = Landed.local(bronze)
+    assert [m["sync_id"] for m in after.manifests("users")] == [sync_id]
+    assert not [k for k in after.objects if "/_quarantine/" in k]
+    assert DeltaTable(str(silver / "faker" / "users")).to_pyarrow_table().num_rows == 30
+    assert main([*args, "--revalidate", "faker/users/1"]) == 2  # nothing quarantined under that id
+
+
+def _events(name: str) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    deadline = time.monotonic() + 20
+    with get_client(sync_client=True) as client:
+        while True:
+            events = client.read_events(EventFilter(event=EventNameFilter(name=[name])), limit=50).events
+            if events or time.monotonic() > deadline:
+                return list(events)
+            time.sleep(0.5)

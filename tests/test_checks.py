@@ -35,14 +35,17 @@ COLUMNS = stream_columns(JSON_SCHEMA)
 STARTED_AT = datetime(2024, 5, 17, 8, 30, 12, 345_000, tzinfo=UTC)
 SYNC_ID = int(STARTED_AT.timestamp() * 1000)
 ROW_GROUP_ROWS = 2  # several row groups per part, so the per-row-group reads are exercised
-ALL_CHECKS = [
+BUILT_IN_CHECKS = [
     "files_listed",
     "readable_parquet",
     "airbyte_columns",
     "row_count",
     "sync_id",
     "primary_key_not_null(id)",
+    "schema_drift",
 ]
+# The declarative rules run after the built-in checks, only when those passed (every batch gets these two).
+ALL_CHECKS = [*BUILT_IN_CHECKS, "primary_key_unique", "airbyte_changes"]
 
 
 def record_lines(ids: Iterable[int | None]) -> list[bytes]:
@@ -187,7 +190,7 @@ def test_part_with_corrupt_column_data_fails_instead_of_raising(
 
     check = assert_failed(result, check_name, bad)
     assert "row group 0 cannot be read" in check.detail
-    assert [c.name for c in result.checks] == ALL_CHECKS
+    assert [c.name for c in result.checks] == BUILT_IN_CHECKS
 
 
 @pytest.mark.parametrize("records", [6, 8, 0])
@@ -199,7 +202,7 @@ def test_engine_count_differs_from_rows_fails_row_count(storage: LakeStorage, tm
     check = assert_failed(result, "row_count", batch.files[-1].key)
     assert "7 rows" in check.detail
     assert f"counted {records}" in check.detail
-    assert [c.name for c in result.checks] == ALL_CHECKS  # the other checks still ran, and passed
+    assert [c.name for c in result.checks] == BUILT_IN_CHECKS  # the other built-in checks still ran, and passed
 
 
 @pytest.mark.parametrize("other", [SYNC_ID - 86_400_000, SYNC_ID + 1], ids=["earlier sync", "later sync"])
