@@ -8,9 +8,12 @@ file where the first violation is.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -33,16 +36,20 @@ def evaluate(files: Files, rows: int, checks: StreamChecks, primary_key: list[st
     if checks.min_records is not None:
         ok = rows >= checks.min_records
         results.append(CheckResult("min_records", ok, f"{rows} rows, at least {checks.min_records} required"))
+    rules: list[Callable[[], CheckResult]] = []
     if primary_key:
-        results.append(_unique(files, primary_key, "primary_key_unique"))
-    results += [_not_null(files, column) for column in checks.not_null]
-    results += [_unique(files, [column], f"unique({column})") for column in checks.unique]
-    results += [_accepted(files, column, values) for column, values in checks.accepted_values.items()]
-    results += [_range(files, column, rule) for column, rule in checks.range.items()]
-    results += [_regex(files, column, pattern) for column, pattern in checks.regex.items()]
+        rules.append(partial(_unique, files, primary_key, "primary_key_unique"))
+    rules += [partial(_not_null, files, column) for column in checks.not_null]
+    rules += [partial(_unique, files, [column], f"unique({column})") for column in checks.unique]
+    rules += [partial(_accepted, files, column, values) for column, values in checks.accepted_values.items()]
+    rules += [partial(_range, files, column, rule) for column, rule in checks.range.items()]
+    rules += [partial(_regex, files, column, pattern) for column, pattern in checks.regex.items()]
     if checks.freshness is not None:
-        results.append(_freshness(files, checks.freshness))
-    results.append(_changes(files, checks.max_changes))
+        rules.append(partial(_freshness, files, checks.freshness))
+    rules.append(partial(_changes, files, checks.max_changes))
+    # Arrow's readers and kernels release the GIL: rules on different columns use the cores side by side.
+    with ThreadPoolExecutor(max_workers=min(len(rules), os.cpu_count() or 2)) as pool:
+        results += list(pool.map(lambda rule: rule(), rules))
     return results
 
 
@@ -96,22 +103,40 @@ def _footer_nulls(parquet: pq.ParquetFile, column: str) -> int | None:
 
 
 def _unique(files: Files, columns: list[str], name: str) -> CheckResult:
-    """No two rows of the batch share the value(s) of ``columns`` (nulls are not counted)."""
-    seen: pa.Table | None = None  # the distinct values of the files read so far
-    duplicates, first = 0, None
+    """No two rows of the batch share the value(s) of ``columns`` (nulls are not counted).
+
+    One hash aggregation over all parts decides it; only when there are duplicates are the parts walked
+    again to name the first one where a duplicate appears.
+    """
+    parts: list[pa.Table] = []
     for key, parquet in files:
         missing = [c for c in columns if c not in parquet.schema_arrow.names]
         if missing:
             return CheckResult(name, False, f"column {missing[0]} is missing", key)
-        part = parquet.read(columns=columns).drop_null()
-        table = part if seen is None else pa.concat_tables([seen, part], promote_options="permissive")
-        seen = table.group_by(columns).aggregate([]).select(columns)
-        if table.num_rows > seen.num_rows and first is None:
-            first = key
-        duplicates += table.num_rows - seen.num_rows
-    if seen is None:
+        parts.append(parquet.read(columns=columns))
+    if not parts:
         return CheckResult(name, True, "no rows")
-    return CheckResult(name, duplicates == 0, f"{duplicates} duplicate row(s) of {', '.join(columns)}", first)
+    table = pa.concat_tables(parts, promote_options="permissive")
+    duplicates = _duplicates(table, columns)
+    if duplicates == 0:
+        return CheckResult(name, True, f"0 duplicate row(s) of {', '.join(columns)}")
+    first, seen = None, 0
+    for (key, _), upto in zip(files, range(1, len(parts) + 1), strict=True):
+        found = _duplicates(pa.concat_tables(parts[:upto], promote_options="permissive"), columns)
+        if found > seen:
+            first = key
+            break
+    return CheckResult(name, False, f"{duplicates} duplicate row(s) of {', '.join(columns)}", first)
+
+
+def _duplicates(table: pa.Table, columns: list[str]) -> int:
+    """Rows (without nulls in ``columns``) minus distinct value combinations."""
+    table = table.drop_null()
+    if len(columns) == 1:
+        distinct = pc.count_distinct(table.column(columns[0]), mode="only_valid").as_py()
+    else:
+        distinct = table.group_by(columns).aggregate([]).num_rows
+    return int(table.num_rows - (distinct or 0))
 
 
 def _accepted(files: Files, column: str, values: list[Any]) -> CheckResult:
@@ -129,12 +154,12 @@ def _accepted(files: Files, column: str, values: list[Any]) -> CheckResult:
 
 def _range(files: Files, column: str, rule: RangeRule) -> CheckResult:
     def outside(array: pa.Array) -> int:
-        bad = pa.array([False] * len(array))
+        count = 0
         if rule.min is not None:
-            bad = pc.or_(bad, pc.fill_null(pc.less(array, rule.min), False))
+            count += int(pc.sum(pc.less(array, rule.min)).as_py() or 0)
         if rule.max is not None:
-            bad = pc.or_(bad, pc.fill_null(pc.greater(array, rule.max), False))
-        return int(pc.sum(bad).as_py() or 0)
+            count += int(pc.sum(pc.greater(array, rule.max)).as_py() or 0)
+        return count
 
     return _count_where(files, column, f"range({column})", outside, f"outside [{rule.min}, {rule.max}]")
 
