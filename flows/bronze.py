@@ -26,7 +26,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.common import resolve_settings, select_sources
+from flows.common import add_lake_arguments, resolve_settings, select_sources
 from flows.silver import run_silver
 from lakehouse_ingest.airbyte.client import AirbyteSettings
 from lakehouse_ingest.airbyte.syncs import SyncRun
@@ -290,14 +290,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Sync Airbyte sources into the bronze layer, validate the Parquet that landed and "
         "hand validated batches to silver. Exit codes: 0 ok, 1 sync or validation failed, 2 bad input.",
     )
-    parser.add_argument("--source", action="append", metavar="NAME", help="source to sync (repeatable; default: all)")
-    parser.add_argument("--catalog", metavar="FILE", help="YAML catalog of sources (default: $CATALOG or built-in)")
-    parser.add_argument(
-        "--bronze",
-        metavar="URI",
-        help="bronze root: a directory or s3://bucket[/prefix] (default: $BRONZE_URI or ./lakehouse/bronze)",
-    )
-    parser.add_argument("--silver", metavar="URI", help="silver root (default: $SILVER_URI or ./lakehouse/silver)")
+    add_lake_arguments(parser, "source to sync")
     parser.add_argument(
         "--revalidate",
         action="append",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 
 from lakehouse_ingest.catalog import SourceEntry, load_catalog
@@ -21,3 +22,15 @@ def resolve_settings(catalog: str | None, bronze: str | None, silver: str | None
 def select_sources(settings: IngestSettings, sources: Sequence[str] | None) -> list[SourceEntry]:
     """The catalog's sources named (all when none are)."""
     return load_catalog(settings.catalog).select(sources)
+
+
+def add_lake_arguments(parser: argparse.ArgumentParser, source_help: str) -> None:
+    """The options every CLI here takes: --source, --catalog, --bronze, --silver."""
+    parser.add_argument("--source", action="append", metavar="NAME", help=f"{source_help} (repeatable; default: all)")
+    parser.add_argument("--catalog", metavar="FILE", help="YAML catalog of sources (default: $CATALOG or built-in)")
+    parser.add_argument(
+        "--bronze",
+        metavar="URI",
+        help="bronze root: a directory or s3://bucket[/prefix] (default: $BRONZE_URI or ./lakehouse/bronze)",
+    )
+    parser.add_argument("--silver", metavar="URI", help="silver root (default: $SILVER_URI or ./lakehouse/silver)")

@@ -21,7 +21,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.common import resolve_settings, select_sources
+from flows.common import add_lake_arguments, resolve_settings, select_sources
 from lakehouse_ingest.errors import ConfigError, IngestError
 from lakehouse_ingest.silver import SilverResult
 from lakehouse_ingest.storage import finalize_s3
@@ -117,13 +117,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Merge validated bronze batches into one Delta Lake table per stream. "
         "Exit codes: 0 ok, 1 a merge failed, 2 bad input.",
     )
-    parser.add_argument("--source", action="append", metavar="NAME", help="source to merge (repeatable; default: all)")
+    add_lake_arguments(parser, "source to merge")
     parser.add_argument(
         "--manifest", action="append", metavar="LOCATION", help="a bronze manifest to merge (repeatable)"
     )
-    parser.add_argument("--catalog", metavar="FILE", help="YAML catalog of sources (default: $CATALOG or built-in)")
-    parser.add_argument("--bronze", metavar="URI", help="bronze root (default: $BRONZE_URI or ./lakehouse/bronze)")
-    parser.add_argument("--silver", metavar="URI", help="silver root (default: $SILVER_URI or ./lakehouse/silver)")
     return parser
 
 

@@ -28,24 +28,17 @@ def build_manifest(storage: LakeStorage, batch: StreamBatch, validation: BatchVa
     """The manifest document of a validated batch."""
     if not validation.passed:
         raise ValidationFailed(validation.failure or "batch failed validation")
+    described = batch_to_dict(batch)
+    files = described.pop("files")
+    described.pop("records")
     return {
         "manifest_version": MANIFEST_VERSION,
-        "source": batch.source,
-        "stream": batch.stream,
-        "namespace": batch.namespace,
-        "sync_id": batch.sync_id,
-        "generation_id": batch.generation_id,
-        "started_at": batch.started_at.isoformat(),
+        **described,
         "validated_at": datetime.now(UTC).isoformat(),
         "bronze_root": storage.uri,
-        "prefix": batch.prefix,
-        "sync_mode": batch.sync_mode,
-        "destination_sync_mode": batch.destination_sync_mode,
-        "primary_key": batch.primary_key,
-        "cursor_field": batch.cursor_field,
         "rows": batch.records,
         "bytes": batch.bytes,
-        "files": [{"key": f.key, "url": storage.url_for(f.key), "rows": f.rows, "bytes": f.bytes} for f in batch.files],
+        "files": [{**f, "url": storage.url_for(f["key"])} for f in files],
         "schema": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in batch.schema],
         "checks": [asdict(c) for c in validation.checks],
     }
