@@ -285,7 +285,7 @@ def test_a_failed_batch_is_quarantined_announced_and_can_be_revalidated_after_a_
     assert [c["name"] for c in report["checks"] if not c["passed"]] == ["accepted_values(gender)"]
     assert "30 row(s) outside the accepted values" in report["failure"]
     assert not (silver / "faker" / "users").exists()
-    failed_events = [e for e in _events("bronze.batch.failed") if e.payload.get("sync_id") == sync_id]
+    failed_events = _events("bronze.batch.failed", sync_id)
     assert failed_events and failed_events[0].payload["quarantine"].endswith(f"_quarantine/{sync_id}.json")
 
     relaxed = write_catalog(tmp_path / "relaxed.yaml", streams=[{"name": "users"}])
@@ -299,7 +299,8 @@ def test_a_failed_batch_is_quarantined_announced_and_can_be_revalidated_after_a_
     assert main([*args, "--revalidate", "faker/users/1"]) == 2  # nothing quarantined under that id
 
 
-def _events(name: str) -> list[Any]:
+def _events(name: str, sync_id: int) -> list[Any]:
+    """Events ``name`` of one sync, read back from the Prefect server (they arrive asynchronously)."""
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter
 
@@ -307,6 +308,7 @@ def _events(name: str) -> list[Any]:
     with get_client(sync_client=True) as client:
         while True:
             events = client.read_events(EventFilter(event=EventNameFilter(name=[name])), limit=50).events
-            if events or time.monotonic() > deadline:
-                return list(events)
+            mine = [e for e in events if e.payload.get("sync_id") == sync_id]
+            if mine or time.monotonic() > deadline:
+                return mine
             time.sleep(0.5)
