@@ -17,7 +17,8 @@ import pyarrow as pa
 from .checks import BatchValidation
 from .embedded import StreamBatch
 from .errors import ConfigError, ValidationFailed
-from .layout import manifest_key
+from .layout import manifest_key, stream_prefix
+from .parquet_parts import PublishedPart
 from .storage import LakeStorage
 
 MANIFEST_VERSION = 1
@@ -151,9 +152,6 @@ def batch_to_dict(batch: StreamBatch) -> dict[str, Any]:
 
 def load_quarantined(storage: LakeStorage, source: str, stream: str, sync_id: int) -> StreamBatch:
     """The quarantined batch, to validate it again."""
-    from .layout import stream_prefix
-    from .parquet_parts import PublishedPart
-
     key = f"{stream_prefix(source, stream)}/_quarantine/{sync_id}.json"
     try:
         raw = json.loads(storage.get_bytes(key))["batch"]

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
+from .arrow_types import AIRBYTE_FIELDS
 from .errors import ValidationFailed
 from .layout import manifest_key
 from .names import safe_stream_dir, validate_source_name
@@ -142,7 +143,7 @@ def _append(
 ) -> SilverResult:
     source, stream, sync_id = manifest["source"], manifest["stream"], int(manifest["sync_id"])
     if batch.num_rows == 0 and tables.open(uri) is None:
-        batch = _empty_from_manifest(manifest)
+        batch = pa.schema(list(AIRBYTE_FIELDS)).empty_table()  # a zero-row first batch still creates the table
     write_deltalake(
         uri, batch, mode="append", schema_mode="merge", storage_options=tables.options, commit_properties=commit
     )
@@ -275,13 +276,6 @@ def _record_tombstones(
         .when_not_matched_insert_all()
         .execute()
     )
-
-
-def _empty_from_manifest(manifest: dict[str, Any]) -> pa.Table:
-    """An empty table with the batch's schema (so a zero-row first batch still creates the table)."""
-    from .arrow_types import AIRBYTE_FIELDS
-
-    return pa.schema(list(AIRBYTE_FIELDS)).empty_table()
 
 
 def _delta_options(storage: LakeStorage) -> dict[str, str]:
