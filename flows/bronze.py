@@ -1,6 +1,6 @@
 """Bronze flow: sync each catalog source into bronze, validate every stream batch, hand off to silver.
 
-    python -m flows.bronze [--source NAME ...] [--catalog FILE] [--bronze URI] [--silver URI]
+    python -m flows.bronze [--source NAME ...] [--catalog FILE] [--bronze URI] [--silver URI] [--force] [--dry-run]
 
 Exit codes: 0 success, 1 a sync or a validation failed, 2 bad input (nothing written).
 
@@ -10,7 +10,8 @@ the config against its spec, check and discover; they sync locally and their con
 for the streams handed off. Airbyte sources (``connection_id`` / ``connection_name``) are resolved on the
 server, triggered and awaited there, and their batches are the files the job wrote. All sources are planned
 before any sync starts, so bad input never leaves a partial write; then syncs run concurrently and one
-failing source does not stop the others.
+failing source does not stop the others. A source with ``min_interval`` whose last fully successful sync is
+more recent than that is skipped with one log line (``--force`` / ``force=True`` overrides).
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -35,7 +37,9 @@ from lakehouse_ingest.checks import BatchValidation
 from lakehouse_ingest.connector import Connector, ConnectorInstaller
 from lakehouse_ingest.embedded import SourcePlan, StreamBatch, SyncOutcome, validate_config
 from lakehouse_ingest.errors import ConfigError, IngestError
+from lakehouse_ingest.layout import stream_prefix
 from lakehouse_ingest.manifest import load_quarantined
+from lakehouse_ingest.runs import load_last_success, too_soon
 from lakehouse_ingest.settings import IngestSettings
 from lakehouse_ingest.storage import finalize_s3, opened_storage
 from tasks.airbyte import (
@@ -47,16 +51,20 @@ from tasks.airbyte import (
     collect_job_batches_task,
     platform_sync_task,
     resolve_connection_task,
+    with_global_limit,
 )
 from tasks.bronze import (
     commit_state_task,
     embedded_sync_task,
     hand_off_batch_task,
     plan_source_task,
+    record_success_task,
     validate_batch_task,
 )
 
 ARTIFACT_KEY = "bronze-ingest-summary"
+LINKS_ARTIFACT_KEY = "bronze-ingest-tables"
+DONE_STATUSES = {"handed_off", "skipped"}
 
 
 class BronzeRunFailed(IngestError):
@@ -75,6 +83,8 @@ class StreamReport:
     bytes: int = 0
     checks: str = ""
     detail: str = ""
+    bronze: str = ""
+    silver: str = ""
 
     def as_row(self) -> dict[str, Any]:
         """The artifact/table row."""
@@ -99,8 +109,12 @@ def bronze_ingest(
     catalog: str | None = None,
     bronze: str | None = None,
     silver: str | None = None,
+    force: bool = False,
 ) -> list[dict[str, Any]]:
-    """Sync, validate and hand off every selected source; fails when any source or stream failed."""
+    """Sync, validate and hand off every selected source; fails when any source or stream failed.
+
+    ``force`` syncs sources even when their ``min_interval`` since the last successful sync has not passed.
+    """
     logger = get_run_logger()
     settings = resolve_settings(catalog, bronze, silver)
     selected = select_sources(settings, sources)
@@ -110,22 +124,66 @@ def bronze_ingest(
         settings.silver_uri,
         ", ".join(s.name for s in selected),
     )
+    reports = [] if force else _skipped_too_soon(selected, settings)
+    skipped = {r.source for r in reports}
+    for report in reports:
+        logger.info("%s: %s", report.source, report.detail)
     try:
-        reports = _run_sources(selected, settings)
+        reports += _run_sources([s for s in selected if s.name not in skipped], settings)
     finally:
         close_clients()
+    _link_tables(reports, settings)
     rows = [r.as_row() for r in reports]
     create_table_artifact(key=ARTIFACT_KEY, table=rows, description=_headline(reports))
-    failed = [r for r in reports if r.status != "handed_off"]
+    if links := _links_markdown(reports):
+        create_markdown_artifact(key=LINKS_ARTIFACT_KEY, markdown=links, description="where each stream landed")
+    failed = [r for r in reports if r.status not in DONE_STATUSES]
     if failed:
         raise BronzeRunFailed("; ".join(f"{r.source}.{r.stream}: {r.detail}" for r in failed))
     logger.info("%s", _headline(reports))
     return rows
 
 
+def _skipped_too_soon(selected: Sequence[SourceEntry], settings: IngestSettings) -> list[StreamReport]:
+    """A ``skipped`` report per source whose ``min_interval`` since its last successful sync has not passed."""
+    timed = [s for s in selected if s.min_interval]
+    if not timed:
+        return []
+    now = datetime.now(UTC)
+    with opened_storage(settings.bronze_uri) as bronze:
+        reasons = {s.name: too_soon(s, load_last_success(bronze, s.name), now) for s in timed}
+    return [StreamReport(name, "*", "skipped", detail=why) for name, why in reasons.items() if why]
+
+
+def _link_tables(reports: Sequence[StreamReport], settings: IngestSettings) -> None:
+    """Fill each stream's bronze prefix and silver table location (the artifact's links)."""
+    for report in reports:
+        if report.stream != "*":
+            prefix = stream_prefix(report.source, report.stream)
+            report.bronze = f"{settings.bronze_uri.rstrip('/')}/{prefix}/"
+            report.silver = f"{settings.silver_uri.rstrip('/')}/{prefix.removeprefix('airbyte/')}"
+
+
+def _links_markdown(reports: Sequence[StreamReport]) -> str:
+    """A markdown table linking every stream to its bronze prefix and silver table."""
+    lines = [
+        f"| `{r.source}.{r.stream}` | {r.status} | [{r.bronze}]({r.bronze}) | [{r.silver}]({r.silver}) |"
+        for r in reports
+        if r.bronze
+    ]
+    if not lines:
+        return ""
+    head = ["# Bronze → silver", "", "| stream | status | bronze prefix | silver table |", "|---|---|---|---|"]
+    return "\n".join(head + lines) + "\n"
+
+
 def _run_sources(selected: Sequence[SourceEntry], settings: IngestSettings) -> list[StreamReport]:
     """Plan every source, then sync them concurrently and finish each as its sync ends."""
+    if not selected:
+        return []
     options = PlatformOptions.from_env()
+    if any(s.connector is None for s in selected):
+        options = with_global_limit(options)
     plan_futures = [
         plan_source_task.submit(s, str(settings.connector_cache_dir))
         if s.connector is not None
@@ -193,6 +251,12 @@ def _finish_source(
             commit_state_task(outcome, handed_off, settings.bronze_uri)
         except Exception as exc:  # batches are handed off; the next run re-reads them (silver dedups by key)
             reports.append(StreamReport(plan.source.name, "*", "state_commit_failed", detail=str(exc)))
+    if all(r.status == "handed_off" for r in reports):
+        sync_id = outcome.sync_id if isinstance(plan, SourcePlan) else run.job.id
+        try:
+            record_success_task(plan.source.name, sync_id, settings.bronze_uri)
+        except Exception as exc:  # only min_interval depends on it: report, do not fail the handed-off data
+            get_run_logger().warning("%s: last successful sync not recorded: %s", plan.source.name, exc)
     return reports
 
 
@@ -302,7 +366,34 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="stop after bronze (silver then runs on its own, e.g. from the bronze.batch.validated event)",
     )
+    parser.add_argument("--force", action="store_true", help="sync even when a source's min_interval has not passed")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="show what would run (sources, streams, targets, skips); write nothing"
+    )
     return parser
+
+
+def describe_run(settings: IngestSettings, selected: Sequence[SourceEntry], force: bool, silver: bool) -> list[str]:
+    """What a run would do, one line per fact: for ``--dry-run`` (reads the lake, writes nothing)."""
+    lines = [f"dry run: nothing is synced or written. bronze: {settings.bronze_uri}  silver: {settings.silver_uri}"]
+    skips = {r.source: r.detail for r in ([] if force else _skipped_too_soon(selected, settings))}
+    for source in selected:
+        if source.connector is not None:
+            engine = f"embedded connector {source.connector.requirement}"
+        else:
+            engine = f"Airbyte connection {source.connection_id or source.connection_name!r}"
+        streams = ", ".join(s.name for s in source.streams) if source.streams else "every stream it discovers"
+        lines.append(f"{source.name}: {engine}; streams: {streams}")
+        lines.append(f"  bronze: {settings.bronze_uri.rstrip('/')}/airbyte/{source.name}/<stream>/")
+        if source.name in skips:
+            lines.append(f"  would be {skips[source.name]}")
+        elif source.min_interval:
+            lines.append(f"  would sync (min_interval {source.min_interval}: {'forced' if force else 'not too soon'})")
+    if silver:
+        lines.append(
+            f"then silver: merge the handed-off batches into {settings.silver_uri.rstrip('/')}/<source>/<stream>"
+        )
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -312,6 +403,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = resolve_settings(args.catalog, args.bronze, args.silver)
         for item in args.revalidate or []:
             parse_batch_id(item)
+        if args.dry_run:
+            print(
+                "\n".join(describe_run(settings, select_sources(settings, args.source), args.force, not args.no_silver))
+            )
+            return 0
         preflight(settings, args.source)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -322,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.revalidate:
         state = bronze_revalidate(args.revalidate, args.catalog, args.bronze, args.silver, return_state=True)
     else:
-        state = bronze_ingest(args.source, args.catalog, args.bronze, args.silver, return_state=True)
+        state = bronze_ingest(args.source, args.catalog, args.bronze, args.silver, args.force, return_state=True)
     if state.is_completed():
         _print_rows(state.result())
         code = 0
@@ -340,6 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _print_rows(rows: list[dict[str, Any]]) -> None:
     for row in rows:
+        if row["status"] == "skipped":
+            print(f"{row['source']}: {row['detail']}")
+            continue
         print(
             f"{row['source']}.{row['stream']}: {row['rows']} rows in {row['files']} file(s), "
             f"{row['bytes']} bytes, checks {row['checks']} -> {row['detail']}"

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .deployment_spec import DeploymentDefaults, DeploymentSpec, Duration, GroupEntry, duration_seconds
 from .errors import ConfigError
 from .names import validate_source_name
 
@@ -132,6 +133,41 @@ class StreamSelection(_Model):
         return bool(self.sync_mode or self.cursor_field or self.primary_key or self.destination_sync_mode != "append")
 
 
+class AirbyteProvisioning(_Model):
+    """What ``python -m deployments.provision`` needs to create or update a platform source's connection.
+
+    ```yaml
+      - name: stripe
+        connection_name: stripe-bronze          # created when absent (connection_id: must exist)
+        airbyte:
+          workspace: Default Workspace          # name or id; default: the connection's, else the only one
+          source_name: Stripe                   # existing Airbyte source in the workspace (or source_id)
+          source_definition_id: e094cb9a-...    # optional, with source_config: create/update source_name
+          source_config: {account_id: acct_1, client_secret: "${STRIPE_SECRET}"}
+          destination_name: lakehouse-bronze-stripe   # optional; this is the default
+        streams:                                # sync settings allowed here, validated against discover
+          - {name: charges, sync_mode: incremental, cursor_field: [created], primary_key: [[id]]}
+    ```
+    """
+
+    workspace: str | None = None
+    source_id: str | None = None
+    source_name: str | None = None
+    source_definition_id: str | None = None
+    source_config: dict[str, Any] | None = None
+    destination_name: str | None = None
+
+    @model_validator(mode="after")
+    def _source(self) -> AirbyteProvisioning:
+        if (self.source_id is None) == (self.source_name is None):
+            raise ValueError("needs exactly one of 'source_id' (existing source) or 'source_name'")
+        if (self.source_definition_id is None) != (self.source_config is None):
+            raise ValueError("'source_definition_id' and 'source_config' go together")
+        if self.source_config is not None and self.source_name is None:
+            raise ValueError("'source_config' needs 'source_name' (the source to create or update)")
+        return self
+
+
 class SourceEntry(_Model):
     """One source of the catalog: embedded (``connector``) or on an Airbyte server (``connection_*``)."""
 
@@ -148,6 +184,15 @@ class SourceEntry(_Model):
     connection_name: str | None = None
     config: dict[str, Any] = Field(default_factory=dict)
     streams: list[StreamSelection] | None = None
+    airbyte: AirbyteProvisioning | None = None  # provisioning of a platform source (deployments.provision)
+    # A run within this long of the source's last successful sync skips it (the seeds' conditional syncs).
+    min_interval: Duration | None = None
+    deployment: DeploymentSpec | None = None
+
+    @property
+    def min_interval_seconds(self) -> float | None:
+        """``min_interval`` in seconds, or None."""
+        return duration_seconds(self.min_interval) if self.min_interval else None
 
     @field_validator("name")
     @classmethod
@@ -166,10 +211,13 @@ class SourceEntry(_Model):
             )
         if len(engines) > 1:
             raise ValueError(f"has {' and '.join(engines)}; give exactly one")
-        if self.connector is None and (self.config or any(s.overrides_sync for s in self.streams or [])):
+        if self.airbyte is not None and self.connector is not None:
+            raise ValueError("'airbyte' provisions a connection; it needs 'connection_id' or 'connection_name'")
+        sync_settings = self.airbyte is None and any(s.overrides_sync for s in self.streams or [])
+        if self.connector is None and (self.config or sync_settings):
             raise ValueError(
                 "'config' and stream sync settings belong to embedded sources; Airbyte keeps them for connections "
-                "(streams of an Airbyte source take only 'name' and 'checks')"
+                "(streams of an Airbyte source take only 'name' and 'checks', unless it has an 'airbyte:' block)"
             )
         names = [s.name for s in self.streams or []]
         if len(names) != len(set(names)):
@@ -181,6 +229,8 @@ class Catalog(_Model):
     """The sources this project ingests."""
 
     sources: list[SourceEntry] = Field(min_length=1)
+    deployments: DeploymentDefaults = Field(default_factory=lambda: DeploymentDefaults())
+    groups: list[GroupEntry] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique(self) -> Catalog:
@@ -189,6 +239,34 @@ class Catalog(_Model):
         if duplicates:
             raise ValueError(f"source names must be unique; repeated: {', '.join(duplicates)}")
         return self
+
+    @model_validator(mode="after")
+    def _groups(self) -> Catalog:
+        """Each source is deployed once: alone, or in exactly one group; group names are deployment names."""
+        by_name = {s.name: s for s in self.sources}
+        seen: dict[str, str] = {}
+        for group in self.groups:
+            if group.name in by_name or group.name in seen.values():
+                raise ValueError(f"group {group.name!r} has the name of a source or of another group")
+            for name in group.sources:
+                if name not in by_name:
+                    raise ValueError(f"group {group.name!r} lists unknown source {name!r}")
+                if name in seen:
+                    raise ValueError(f"source {name!r} is in groups {seen[name]!r} and {group.name!r}; pick one")
+                if by_name[name].deployment is not None:
+                    raise ValueError(
+                        f"source {name!r} is deployed by group {group.name!r}; move its 'deployment' there"
+                    )
+                seen[name] = group.name
+        return self
+
+    def deployment_units(self) -> list[tuple[str, list[SourceEntry], DeploymentSpec]]:
+        """One (name, sources, spec) per bronze deployment: each group, then each source not in a group."""
+        by_name = {s.name: s for s in self.sources}
+        grouped = {name for group in self.groups for name in group.sources}
+        units = [(g.name, [by_name[n] for n in g.sources], g.deployment) for g in self.groups]
+        units += [(s.name, [s], s.deployment or DeploymentSpec()) for s in self.sources if s.name not in grouped]
+        return units
 
     def select(self, names: Sequence[str] | None) -> list[SourceEntry]:
         """The sources named (all when ``names`` is empty), refusing unknown names."""

@@ -5,6 +5,7 @@
 - manifests: ``airbyte/<source>/<stream>/_manifests/<sync_id>.json`` (next to the data; ``_`` hides it
              from Spark, DuckDB globs and pyarrow datasets)
 - state:     ``_state/airbyte/<source>/state.json`` (connector state and stream generations)
+- runs:      ``_state/airbyte/<source>/last_success.json`` (end of the last fully successful sync)
 """
 
 from __future__ import annotations
@@ -37,3 +38,8 @@ def manifest_key(source: str, stream: str, sync_id: int) -> str:
 def state_key(source: str) -> str:
     """The key of a source's persisted connector state."""
     return f"_state/airbyte/{validate_source_name(source)}/state.json"
+
+
+def last_success_key(source: str) -> str:
+    """The key recording when a source last synced with every stream handed off (``min_interval``)."""
+    return f"_state/airbyte/{validate_source_name(source)}/last_success.json"

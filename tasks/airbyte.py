@@ -9,12 +9,17 @@ are never task or flow parameters (those are shown in the UI).
 from __future__ import annotations
 
 import os
+import re
 import threading
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
-from prefect import get_run_logger, task
+from prefect import get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectNotFound
 
 from lakehouse_ingest.airbyte.client import AirbyteClient, AirbyteSettings
 from lakehouse_ingest.airbyte.errors import AirbyteError, ConnectionInactiveError
@@ -53,6 +58,9 @@ class PlatformOptions:
     timeout: float = 6 * 3600.0
     max_concurrent_syncs: int = 10
     logs_uri: str | None = None
+    # The Prefect global concurrency limit shared by every run on this Prefect server, when it exists
+    # (``python -m deployments register`` creates it): bounds syncs per Airbyte server across runs.
+    global_limit: str | None = None
 
     @classmethod
     def from_env(cls) -> PlatformOptions:
@@ -65,6 +73,29 @@ class PlatformOptions:
             max_concurrent_syncs=int(env.get("AIRBYTE_MAX_CONCURRENT_SYNCS", cls.max_concurrent_syncs)),
             logs_uri=env.get("AIRBYTE_LOGS_URI") or None,
         )
+
+
+def airbyte_limit_name(url: str) -> str:
+    """The Prefect global concurrency limit bounding concurrent syncs on one Airbyte server (by host)."""
+    netloc = urlsplit(url).netloc.rsplit("@", 1)[-1] or "default"
+    return "airbyte-syncs-" + re.sub(r"[^A-Za-z0-9_.-]", "-", netloc)
+
+
+def with_global_limit(options: PlatformOptions) -> PlatformOptions:
+    """``options`` naming the server's global concurrency limit when the Prefect server has one."""
+    name = airbyte_limit_name(airbyte_settings().url)
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            return options
+    return replace(options, global_limit=name)
+
+
+def _global_slot(options: PlatformOptions) -> AbstractContextManager[Any]:
+    if options.global_limit is None:
+        return nullcontext()
+    return concurrency(options.global_limit, occupy=1, timeout_seconds=options.timeout, strict=True)
 
 
 def airbyte_settings() -> AirbyteSettings:
@@ -149,7 +180,8 @@ def platform_sync_task(plan: PlatformPlan, options: PlatformOptions) -> SyncRun:
         )
         slot.acquire()
     try:
-        run = run_sync(client, plan.connection.id, logger, options.poll_interval, options.timeout)
+        with _global_slot(options):
+            run = run_sync(client, plan.connection.id, logger, options.poll_interval, options.timeout)
     finally:
         slot.release()
     stats = ", ".join(f"{k}: {v.records_committed}" for k, v in run.job.stream_stats.items()) or "no per-stream stats"

@@ -7,6 +7,7 @@ URIs and build what they need. Every task uses ``NO_CACHE``: all of them have si
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -28,6 +29,7 @@ from lakehouse_ingest.manifest import (
     quarantine,
     release_quarantine,
 )
+from lakehouse_ingest.runs import record_success
 from lakehouse_ingest.state import load_state, save_state
 from lakehouse_ingest.storage import opened_storage
 
@@ -134,3 +136,10 @@ def commit_state_task(outcome: SyncOutcome, handed_off: list[str], bronze_uri: s
         state.last_sync_id = outcome.sync_id
         save_state(bronze, outcome.source, state)
     get_run_logger().info("%s: state committed for %d stream(s)", outcome.source, len(handed_off))
+
+
+@transient_retrying_task("record-success", "record-success-{source}")
+def record_success_task(source: str, sync_id: int, bronze_uri: str) -> None:
+    """Remember that ``source`` synced with every stream handed off (what ``min_interval`` measures from)."""
+    with opened_storage(bronze_uri) as bronze:
+        record_success(bronze, source, datetime.now(UTC), sync_id)

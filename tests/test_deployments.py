@@ -1,0 +1,323 @@
+"""Deployments generated from the catalog: their shape, the CLI, and what the Prefect test server stores.
+
+On the server: `python -m deployments register` (pools, limits, schedules, parameters, triggers, idempotent),
+`prefect deploy --all` from the generated prefect.yaml, and the silver trigger creating a flow run when a
+`bronze.batch.validated` event arrives. The end-to-end serve test lives in test_deployments_serve.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deployments.__main__ import main as deployments_main
+from deployments.build import BRONZE_ENTRYPOINT, SILVER_ENTRYPOINT, plan_deployments, runner_deployments
+from lakehouse_ingest.catalog import Catalog, parse_catalog
+from lakehouse_ingest.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CATALOG = """
+deployments:
+  work_pool: {pool}
+  tags: [lakehouse, test]
+  silver: {{name: {silver}}}
+groups:
+  - name: {prefix}crm
+    sources: [{prefix}a, {prefix}b]
+    deployment:
+      schedules: [{{cron: "0 */6 * * *", timezone: Europe/Madrid}}]
+      tags: [crm]
+sources:
+  - name: {prefix}faker
+    connector: {{package: airbyte-source-faker, version: "7.2.1"}}
+    config: {{count: 10}}
+    min_interval: 1h
+    deployment:
+      schedules: [{{interval: 30m, active: false}}]
+      triggers:
+        - expect: [erp.orders.exported]
+          match: {{prefect.resource.id: "erp.orders.*"}}
+          within: 5m
+          threshold: 2
+      overlap: queue
+      work_pool: {pool}-other
+  - name: {prefix}a
+    connector: {{package: airbyte-source-faker}}
+  - name: {prefix}b
+    connector: {{package: airbyte-source-faker}}
+"""
+
+
+def _catalog_text(prefix: str = "", pool: str = "test-pool", silver: str = "on-bronze-validated") -> str:
+    return CATALOG.format(prefix=prefix, pool=pool, silver=silver)
+
+
+def _catalog(prefix: str = "", **kwargs: str) -> Catalog:
+    return parse_catalog(_catalog_text(prefix, **kwargs), "test", {})
+
+
+def _by_name(plans: list[Any]) -> dict[str, Any]:
+    return {p.full_name: p for p in plans}
+
+
+# --- plans and Prefect objects, no server ---------------------------------------------------------------
+
+
+def test_one_deployment_per_group_and_ungrouped_source_plus_silver() -> None:
+    plans = _by_name(plan_deployments(_catalog(), "catalog.yaml"))
+    assert sorted(plans) == ["bronze-ingest/crm", "bronze-ingest/faker", "silver-merge/on-bronze-validated"]
+    crm, faker = plans["bronze-ingest/crm"], plans["bronze-ingest/faker"]
+    assert crm.parameters == {"sources": ["a", "b"], "catalog": "catalog.yaml"}
+    assert faker.parameters == {"sources": ["faker"], "catalog": "catalog.yaml"}
+    assert crm.work_pool == "test-pool" and faker.work_pool == "test-pool-other"
+    assert crm.tags == ["lakehouse", "test", "bronze", "crm", "source:a", "source:b"]
+    assert (crm.overlap, faker.overlap) == ("skip", "queue")
+    assert [t["expect"] for t in faker.triggers] == [["erp.orders.exported"]]
+    assert faker.triggers[0]["within"] == 300 and faker.triggers[0]["threshold"] == 2
+
+
+def test_silver_trigger_reacts_only_to_this_catalogs_batches_and_passes_the_manifest() -> None:
+    silver = _by_name(plan_deployments(_catalog(), None))["silver-merge/on-bronze-validated"]
+    (trigger,) = silver.triggers
+    assert trigger["expect"] == ["bronze.batch.validated"]
+    assert trigger["match"] == {"prefect.resource.id": ["bronze.batch.faker.*", "bronze.batch.a.*", "bronze.batch.b.*"]}
+    assert trigger["parameters"] == {
+        "manifests": ["{{ event.payload.manifest }}"],
+        "silver": "{{ event.payload.silver_root }}",
+    }
+    assert silver.overlap == "queue" and silver.entrypoint == SILVER_ENTRYPOINT
+
+
+def test_runner_deployments_carry_schedules_triggers_limits_and_pools() -> None:
+    plans = plan_deployments(_catalog(), None)
+    deployments = {d.name: d for d in runner_deployments(plans)}
+    faker, crm = deployments["faker"], deployments["crm"]
+    assert faker.entrypoint == BRONZE_ENTRYPOINT and faker.work_pool_name == "test-pool-other"
+    (interval,) = faker.schedules
+    assert interval.schedule.interval == timedelta(minutes=30) and interval.active is False
+    (cron,) = crm.schedules
+    assert (cron.schedule.cron, cron.schedule.timezone, cron.active) == ("0 */6 * * *", "Europe/Madrid", True)
+    assert crm.concurrency_limit == 1 and crm.concurrency_options.collision_strategy.value == "CANCEL_NEW"
+    assert faker.concurrency_options.collision_strategy.value == "ENQUEUE"
+    (trigger,) = faker.triggers
+    assert trigger.expect == {"erp.orders.exported"} and trigger.within == timedelta(minutes=5)
+    served = {d.name: d for d in runner_deployments(plans, serve=True)}
+    assert all(d.work_pool_name is None for d in served.values())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("sources: [a, b]", "sources: [a, nope]"), "group 'crm' lists unknown source 'nope'"),
+        (("  - name: crm\n", "  - name: faker\n"), "group 'faker' has the name of a source"),
+        (('cron: "0 */6 * * *"', 'cron: "every six hours"'), "is not a cron expression"),
+        (("{interval: 30m, active: false}", "{interval: 30m, cron: '0 * * * *'}"), "exactly one of 'cron'"),
+        (("min_interval: 1h", "min_interval: soon"), "is not a duration"),
+        (("expect: [erp.orders.exported]", "expect: []"), "at least 1 item"),
+        (("overlap: queue", "overlap: maybe"), "overlap"),
+        (("    sources: [a, b]\n", "    sources: [a, b, faker]\n"), "move its 'deployment' there"),
+    ],
+)
+def test_bad_deployment_settings_are_one_clear_line(change: tuple[str, str], message: str) -> None:
+    text = _catalog_text()
+    assert change[0] in text
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_catalog(text.replace(*change), "test", {})
+    assert "\n" not in str(info.value)
+
+
+def test_source_in_two_groups_is_refused() -> None:
+    text = _catalog_text().replace(
+        "sources:\n  - name: faker", "  - name: other\n    sources: [b]\nsources:\n  - name: faker"
+    )
+    with pytest.raises(ConfigError, match="source 'b' is in groups 'crm' and 'other'"):
+        parse_catalog(text, "test", {})
+
+
+def test_committed_prefect_yaml_is_the_generated_one(tmp_path: Path) -> None:
+    out = tmp_path / "prefect.yaml"
+    assert deployments_main(["yaml", "--output", str(out)]) == 0
+    assert (ROOT / "prefect.yaml").read_text() == out.read_text(), "regenerate: python -m deployments yaml"
+    document = yaml.safe_load(out.read_text())
+    assert document["pull"] == []
+    assert [d["entrypoint"] for d in document["deployments"]] == [BRONZE_ENTRYPOINT, SILVER_ENTRYPOINT]
+    assert document["deployments"][0]["schedules"] == [{"cron": "0 * * * *", "timezone": "UTC", "active": True}]
+
+
+def test_list_prints_each_deployment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(_catalog_text())
+    assert deployments_main(["list", "--catalog", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "bronze-ingest/crm: cron 0 */6 * * * Europe/Madrid" in out
+    assert "bronze-ingest/faker: every 30m; on event erp.orders.exported" in out
+    assert "silver-merge/on-bronze-validated: on event bronze.batch.validated" in out
+
+
+def test_register_without_a_server_is_refused_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "deployments", "register"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: PREFECT_API_URL is not set") and result.stderr.count("\n") == 1
+
+
+def test_bad_catalog_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(_catalog_text().replace("min_interval: 1h", "min_interval: soon"))
+    assert deployments_main(["list", "--catalog", str(path)]) == 2
+    assert "is not a duration" in capsys.readouterr().err
+
+
+# --- against Prefect's test server ----------------------------------------------------------------------
+
+
+def _client() -> Any:
+    from prefect import get_client
+
+    return get_client(sync_client=True)
+
+
+def _automations_of(client: Any, deployment_id: Any) -> list[Any]:
+    return [
+        a
+        for a in client.read_automations()
+        if any(getattr(action, "deployment_id", None) == deployment_id for action in a.actions)
+    ]
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_register_creates_pools_deployments_limits_and_triggers_idempotently(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix = f"r{uuid.uuid4().hex[:6]}-"
+    pool = f"{prefix}pool"
+    text = _catalog_text(prefix, pool=pool, silver=f"{prefix}silver")
+    text += f"  - name: {prefix}airbyte\n    connection_name: Postgres to bronze\n"
+    path = tmp_path / "catalog.yaml"
+    path.write_text(text)
+    monkeypatch.setenv("AIRBYTE_URL", "http://airbyte.internal:8000")
+    monkeypatch.setenv("AIRBYTE_MAX_CONCURRENT_SYNCS", "3")
+
+    assert deployments_main(["register", "--catalog", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"work pool {pool}: created (process)" in out
+    assert "concurrency limit airbyte-syncs-airbyte.internal-8000: created (3 concurrent syncs)" in out
+
+    with _client() as client:
+        assert client.read_work_pool(pool).type == "process"
+        assert client.read_work_pool(f"{pool}-other").base_job_template  # the process worker's template
+        limit = client.read_global_concurrency_limit_by_name("airbyte-syncs-airbyte.internal-8000")
+        assert limit.limit == 3
+        crm = client.read_deployment_by_name(f"bronze-ingest/{prefix}crm")
+        assert crm.entrypoint == BRONZE_ENTRYPOINT and crm.work_pool_name == pool
+        assert crm.parameters == {"sources": [f"{prefix}a", f"{prefix}b"], "catalog": str(path)}
+        assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in crm.schedules] == [
+            ("0 */6 * * *", "Europe/Madrid", True)
+        ]
+        assert crm.global_concurrency_limit is not None and crm.global_concurrency_limit.limit == 1
+        assert crm.concurrency_options is not None and crm.concurrency_options.collision_strategy.value == "CANCEL_NEW"
+        faker = client.read_deployment_by_name(f"bronze-ingest/{prefix}faker")
+        assert [(s.schedule.interval, s.active) for s in faker.schedules] == [(timedelta(minutes=30), False)]
+        (faker_trigger,) = _automations_of(client, faker.id)
+        assert faker_trigger.trigger.expect == {"erp.orders.exported"}
+        silver = client.read_deployment_by_name(f"silver-merge/{prefix}silver")
+        (silver_trigger,) = _automations_of(client, silver.id)
+        assert silver_trigger.trigger.expect == {"bronze.batch.validated"}
+        first_ids = {crm.id, faker.id, silver.id}
+
+    # Registering again changes nothing: same deployments, one automation each, pools and limit kept.
+    assert deployments_main(["register", "--catalog", str(path)]) == 0
+    assert f"work pool {pool}: exists (process)" in capsys.readouterr().out
+    with _client() as client:
+        again = {
+            client.read_deployment_by_name(n).id
+            for n in (f"bronze-ingest/{prefix}crm", f"bronze-ingest/{prefix}faker", f"silver-merge/{prefix}silver")
+        }
+        assert again == first_ids
+        assert len(_automations_of(client, silver.id)) == 1 and len(_automations_of(client, faker.id)) == 1
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_bronze_event_creates_a_silver_run_with_the_manifest(tmp_path: Path) -> None:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.events import emit_event
+
+    prefix = f"e{uuid.uuid4().hex[:6]}-"
+    path = tmp_path / "catalog.yaml"
+    path.write_text(_catalog_text(prefix, pool=f"{prefix}pool", silver=f"{prefix}silver"))
+    assert deployments_main(["register", "--catalog", str(path)]) == 0
+    with _client() as client:
+        silver = client.read_deployment_by_name(f"silver-merge/{prefix}silver")
+    manifest = f"s3://bronze/airbyte/{prefix}faker/users/_manifests/42.json"
+    # Another catalog's batch must not start this catalog's silver run.
+    emit_event(
+        event="bronze.batch.validated",
+        resource={"prefect.resource.id": "bronze.batch.elsewhere.users"},
+        payload={"manifest": "s3://x/y.json", "silver_root": "s3://silver"},
+    )
+    emit_event(
+        event="bronze.batch.validated",
+        resource={"prefect.resource.id": f"bronze.batch.{prefix}faker.users"},
+        payload={"manifest": manifest, "silver_root": "s3://silver/lake"},
+    )
+    deadline = time.monotonic() + 60
+    runs: list[Any] = []
+    while time.monotonic() < deadline and not runs:
+        time.sleep(1)
+        with _client() as client:
+            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[silver.id])))
+    assert len(runs) == 1, "the bronze.batch.validated event did not create a silver flow run"
+    assert runs[0].parameters["manifests"] == [manifest]
+    assert runs[0].parameters["silver"] == "s3://silver/lake"
+    assert runs[0].parameters["catalog"] == str(path)
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_prefect_deploy_all_from_the_generated_prefect_yaml(tmp_path: Path) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    prefix = f"y{uuid.uuid4().hex[:6]}-"
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(_catalog_text(prefix, pool=f"{prefix}pool", silver=f"{prefix}silver"))
+    assert deployments_main(["yaml", "--catalog", str(catalog), "--output", str(tmp_path / "prefect.yaml")]) == 0
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    for pool in (f"{prefix}pool", f"{prefix}pool-other"):  # prefect deploy refuses pools that do not exist
+        subprocess.run(
+            [sys.executable, "-m", "prefect", "--no-prompt", "work-pool", "create", pool, "--type", "process"],
+            cwd=tmp_path,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+    result = subprocess.run(
+        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with _client() as client:
+        crm = client.read_deployment_by_name(f"bronze-ingest/{prefix}crm")
+        assert crm.entrypoint == BRONZE_ENTRYPOINT and crm.work_pool_name == f"{prefix}pool"
+        assert crm.parameters == {"sources": [f"{prefix}a", f"{prefix}b"], "catalog": str(catalog)}
+        assert [(s.schedule.cron, s.schedule.timezone) for s in crm.schedules] == [("0 */6 * * *", "Europe/Madrid")]
+        assert crm.concurrency_options is not None and crm.concurrency_options.collision_strategy.value == "CANCEL_NEW"
+        faker = client.read_deployment_by_name(f"bronze-ingest/{prefix}faker")
+        assert faker.work_pool_name == f"{prefix}pool-other"
+        silver = client.read_deployment_by_name(f"silver-merge/{prefix}silver")
+        (trigger,) = _automations_of(client, silver.id)
+        assert trigger.trigger.expect == {"bronze.batch.validated"}
