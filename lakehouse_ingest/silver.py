@@ -9,6 +9,13 @@
 - Exactly once: every commit carries the batch's sync id in its commit metadata; a manifest whose sync id is
   already in the table's history is skipped. A Delta commit is atomic, so a crash leaves the previous version
   intact and a re-run applies the batch again. New columns evolve the table schema.
+- Full refresh (``destination_sync_mode`` ``overwrite``): the batch is a complete snapshot. Batches are ordered
+  by ``(generation_id, sync_id)``; the table is always what applying the batches received so far in that order
+  gives, starting from the newest snapshot among them. So an overwrite replaces the whole table (and the
+  stream's tombstones) in one commit, with its snapshot deduplicated and merged with any batch *after* it that
+  was applied before it (read again from bronze); a batch older than the newest applied snapshot (an older
+  generation, or the same generation and an earlier sync) is stale: it is skipped, and the skip is committed
+  with its sync id and the reason so it is never pending again and never brings back replaced rows.
 - Rows keep every bronze column, so ``_airbyte_meta.sync_id``, ``_airbyte_raw_id`` and
   ``_airbyte_extracted_at`` are the lineage of each silver row.
 """
@@ -32,6 +39,10 @@ from .names import safe_stream_dir, validate_source_name
 from .storage import LakeStorage, S3Storage
 
 SYNC_ID_METADATA = "lakehouse.sync_id"
+GENERATION_METADATA = "lakehouse.generation_id"
+MODE_METADATA = "lakehouse.mode"  # overwrite | incremental | skipped
+SKIPPED_METADATA = "lakehouse.skipped"
+OVERWRITE_MODES = frozenset({"overwrite", "overwrite_dedup", "overwrite_deduped"})
 CDC_DELETED = "_ab_cdc_deleted_at"
 EXTRACTED = "_airbyte_extracted_at"
 
@@ -50,6 +61,17 @@ class SilverResult:
     updated: int = 0
     deleted: int = 0
     version: int | None = None
+    skipped: str | None = None  # why a batch that was not applied before was not applied now (stale)
+
+
+@dataclass(frozen=True, order=True)
+class AppliedBatch:
+    """One batch recorded in a silver table's history (ordered by generation, then sync id)."""
+
+    generation_id: int
+    sync_id: int
+    overwrite: bool = False
+    skipped: bool = False
 
 
 class SilverTables:
@@ -75,11 +97,26 @@ class SilverTables:
             return None
 
     def applied_sync_ids(self, source: str, stream: str) -> set[int]:
-        """Sync ids of the batches already merged into the stream's table."""
+        """Sync ids of the batches already merged into (or deliberately skipped by) the stream's table."""
+        return set(self.applied_batches(source, stream))
+
+    def applied_batches(self, source: str, stream: str) -> dict[int, AppliedBatch]:
+        """The batches in the stream's table history, by sync id (commits before generations were recorded
+        count as generation 0, incremental)."""
         table = self.open(self.table_uri(source, stream))
         if table is None:
-            return set()
-        return {int(h[SYNC_ID_METADATA]) for h in table.history() if SYNC_ID_METADATA in h}
+            return {}
+        found = {}
+        for commit in table.history():
+            if SYNC_ID_METADATA in commit:
+                sync_id = int(commit[SYNC_ID_METADATA])
+                found[sync_id] = AppliedBatch(
+                    int(commit.get(GENERATION_METADATA, 0)),
+                    sync_id,
+                    overwrite=commit.get(MODE_METADATA) == "overwrite",
+                    skipped=commit.get(MODE_METADATA) == "skipped",
+                )
+        return found
 
 
 def load_manifest(bronze: LakeStorage, source: str, stream: str, sync_id: int) -> dict[str, Any]:
@@ -117,25 +154,151 @@ def latest_per_key(table: pa.Table, keys: list[str], cursor: str | None) -> pa.T
     return ordered.filter(first)
 
 
+def is_overwrite(manifest: dict[str, Any]) -> bool:
+    """The batch is a full-refresh snapshot (Airbyte ``overwrite`` / ``overwrite_dedup``)."""
+    return str(manifest.get("destination_sync_mode") or "").lower() in OVERWRITE_MODES
+
+
 def apply_manifest(bronze: LakeStorage, tables: SilverTables, manifest: dict[str, Any]) -> SilverResult:
-    """Merge one validated batch into its silver table, unless it was applied before."""
+    """Merge one validated batch into its silver table, unless it was applied (or skipped as stale) before."""
     source, stream, sync_id = manifest["source"], manifest["stream"], int(manifest["sync_id"])
+    this = AppliedBatch(int(manifest.get("generation_id") or 0), sync_id, overwrite=is_overwrite(manifest))
     uri = tables.table_uri(source, stream)
-    if sync_id in tables.applied_sync_ids(source, stream):
+    applied = tables.applied_batches(source, stream)
+    if sync_id in applied:
         return SilverResult(source, stream, sync_id, uri, applied=False)
+    snapshot = max((b for b in applied.values() if b.overwrite and not b.skipped), default=None)
+    if snapshot is not None and (this.generation_id, sync_id) < (snapshot.generation_id, snapshot.sync_id):
+        reason = (
+            f"stale: generation {this.generation_id} (sync {sync_id}) is older than the full-refresh snapshot "
+            f"already in silver (generation {snapshot.generation_id}, sync {snapshot.sync_id})"
+        )
+        return _skip(tables, uri, manifest, this, reason)
+    if this.overwrite:
+        later = sorted(b for b in applied.values() if not b.skipped and b > this)
+        return _overwrite(bronze, tables, uri, manifest, this, later)
     batch = read_batch(bronze, manifest)
-    commit = CommitProperties(
-        custom_metadata={SYNC_ID_METADATA: str(sync_id), "lakehouse.source": source, "lakehouse.stream": stream}
-    )
-    keys = [path[0] for path in manifest.get("primary_key") or [] if len(path) == 1]
+    commit = _commit_properties(manifest, this, "incremental")
+    keys = _keys(manifest)
     if not keys or batch.num_rows == 0:
         return _append(tables, uri, batch, manifest, commit)
-    cursor_field = manifest.get("cursor_field") or []
-    cursor = cursor_field[0] if len(cursor_field) == 1 and cursor_field[0] in batch.column_names else None
+    cursor = _cursor(manifest, batch)
     latest = latest_per_key(batch, keys, cursor)
     latest = _drop_tombstoned(tables, source, stream, latest, keys, cursor)
     _record_tombstones(tables, source, stream, latest, keys, cursor)
     return _merge(tables, uri, latest, keys, cursor, manifest, commit, batch.num_rows)
+
+
+def _keys(manifest: dict[str, Any]) -> list[str]:
+    return [path[0] for path in manifest.get("primary_key") or [] if len(path) == 1]
+
+
+def _cursor(manifest: dict[str, Any], batch: pa.Table) -> str | None:
+    cursor_field = manifest.get("cursor_field") or []
+    return cursor_field[0] if len(cursor_field) == 1 and cursor_field[0] in batch.column_names else None
+
+
+def _commit_properties(manifest: dict[str, Any], this: AppliedBatch, mode: str, **extra: str) -> CommitProperties:
+    return CommitProperties(
+        custom_metadata={
+            SYNC_ID_METADATA: str(this.sync_id),
+            GENERATION_METADATA: str(this.generation_id),
+            MODE_METADATA: mode,
+            "lakehouse.source": manifest["source"],
+            "lakehouse.stream": manifest["stream"],
+            **extra,
+        }
+    )
+
+
+def _skip(tables: SilverTables, uri: str, manifest: dict[str, Any], this: AppliedBatch, reason: str) -> SilverResult:
+    """Commit no rows, only the stale batch's sync id and why it was skipped (so it is never pending again)."""
+    commit = _commit_properties(manifest, this, "skipped", **{SKIPPED_METADATA: reason})
+    write_deltalake(
+        uri,
+        pa.schema(list(AIRBYTE_FIELDS)).empty_table(),
+        mode="append",
+        schema_mode="merge",
+        storage_options=tables.options,
+        commit_properties=commit,
+    )
+    return SilverResult(
+        manifest["source"],
+        manifest["stream"],
+        this.sync_id,
+        uri,
+        applied=False,
+        rows_in=int(manifest.get("rows") or 0),
+        version=_version(tables, uri),
+        skipped=reason,
+    )
+
+
+def _overwrite(
+    bronze: LakeStorage,
+    tables: SilverTables,
+    uri: str,
+    manifest: dict[str, Any],
+    this: AppliedBatch,
+    later: list[AppliedBatch],
+) -> SilverResult:
+    """Replace the table with the snapshot (plus the batches after it that arrived first), in one commit.
+
+    The stream's tombstones are replaced first by the deletes of that same set of batches: a crash between the
+    two commits leaves the old table and the new tombstones, and re-running the batch converges.
+    """
+    source, stream = manifest["source"], manifest["stream"]
+    batch = read_batch(bronze, manifest)
+    rows_in = batch.num_rows
+    parts = [batch] + [read_batch(bronze, load_manifest(bronze, source, stream, b.sync_id)) for b in later]
+    parts = [p for p in parts if p.num_rows]
+    rows = pa.concat_tables(parts, promote_options="permissive") if parts else pa.table({})
+    keys = _keys(manifest)
+    deletes = None
+    if keys and rows.num_rows:
+        cursor = _cursor(manifest, rows)
+        rows = latest_per_key(rows, keys, cursor)
+        if CDC_DELETED in rows.column_names:
+            deleted = pc.is_valid(rows.column(CDC_DELETED))
+            deletes = rows.filter(deleted).select(keys + _version_columns(cursor))
+            rows = rows.filter(pc.invert(deleted))
+    _reset_tombstones(tables, source, stream, deletes)
+    if not rows.num_columns:
+        rows = pa.schema(list(AIRBYTE_FIELDS)).empty_table()
+    existing = tables.open(uri)
+    replaced = existing.count() if existing is not None else 0
+    later_ids = ",".join(str(b.sync_id) for b in later)
+    extra = {"lakehouse.reapplied_sync_ids": later_ids} if later_ids else {}
+    write_deltalake(
+        uri,
+        rows,
+        mode="overwrite",
+        schema_mode="merge",
+        storage_options=tables.options,
+        commit_properties=_commit_properties(manifest, this, "overwrite", **extra),
+    )
+    return SilverResult(
+        source,
+        stream,
+        this.sync_id,
+        uri,
+        True,
+        rows_in,
+        inserted=rows.num_rows,
+        deleted=replaced,
+        version=_version(tables, uri),
+    )
+
+
+def _reset_tombstones(tables: SilverTables, source: str, stream: str, deletes: pa.Table | None) -> None:
+    """The stream's tombstones become exactly ``deletes`` (those of the new snapshot and what follows it)."""
+    uri = tables.tombstone_uri(source, stream)
+    if deletes is None or deletes.num_rows == 0:
+        existing = tables.open(uri)
+        if existing is not None:
+            existing.delete()
+        return
+    write_deltalake(uri, deletes, mode="overwrite", schema_mode="overwrite", storage_options=tables.options)
 
 
 def _append(
@@ -165,9 +328,13 @@ def _merge(
     source, stream, sync_id = manifest["source"], manifest["stream"], int(manifest["sync_id"])
     table = tables.open(uri)
     has_cdc = CDC_DELETED in latest.column_names
-    if table is None:  # first batch: the latest non-deleted records are the table
+    if table is None or not set(keys) <= {f.name for f in table.schema().fields}:
+        # first batch (or the table only has the Airbyte columns of empty batches, so no row can match): the
+        # latest non-deleted records are appended
         rows = latest.filter(pc.is_null(latest.column(CDC_DELETED))) if has_cdc else latest
-        write_deltalake(uri, rows, mode="append", storage_options=tables.options, commit_properties=commit)
+        write_deltalake(
+            uri, rows, mode="append", schema_mode="merge", storage_options=tables.options, commit_properties=commit
+        )
         return SilverResult(
             source, stream, sync_id, uri, True, rows_in, inserted=rows.num_rows, version=_version(tables, uri)
         )

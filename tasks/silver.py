@@ -54,6 +54,9 @@ def apply_batch_task(batch: Pending, bronze_uri: str, silver_uri: str) -> Silver
         result = apply_manifest(bronze, SilverTables(silver), manifest)
         manifest_url = bronze.url_for(manifest_key(source, stream, sync_id))
     logger = get_run_logger()
+    if result.skipped:
+        logger.warning("%s.%s: sync %s not merged: %s", source, stream, sync_id, result.skipped)
+        return result
     if not result.applied:
         logger.info("%s.%s: sync %s already in silver", source, stream, sync_id)
         return result
