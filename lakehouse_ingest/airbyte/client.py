@@ -30,7 +30,16 @@ from .errors import (
     ConnectionNotFoundError,
     mask_url,
 )
-from .models import NON_TERMINAL_STATUSES, Connection, Job
+from .models import (
+    NON_TERMINAL_STATUSES,
+    Actor,
+    ActorDefinition,
+    Connection,
+    ConnectionConfig,
+    DiscoveredCatalog,
+    Job,
+    Workspace,
+)
 
 ApiFamily = Literal["config", "public"]
 # Stands for a secret that the Prefect layer reads from a Secret block named by AIRBYTE_<NAME>_BLOCK.
@@ -278,15 +287,19 @@ class AirbyteClient:
 
     def workspace_ids(self) -> list[str]:
         """Every workspace the credentials see (``workspaces/list`` was removed in 1.7: fall back)."""
+        return [w.id for w in self.workspaces()]
+
+    def workspaces(self) -> list[Workspace]:
+        """Every workspace the credentials see, with its name."""
         if self.settings.api == "public":
-            return [w["workspaceId"] for w in self._pages(f"{self.settings.public_base}/workspaces", {})]
+            return [_workspace(w) for w in self._pages(f"{self.settings.public_base}/workspaces", {})]
         try:
             body = self._call("POST", f"{self.settings.config_base}/workspaces/list", json={})
-            return [w["workspaceId"] for w in body.get("workspaces") or []]
+            return [_workspace(w) for w in body.get("workspaces") or []]
         except AirbyteRequestError as exc:
             if exc.http_status != 404:
                 raise
-        ids: list[str] = []
+        found: list[Workspace] = []
         offset = 0
         while True:
             request = {
@@ -299,9 +312,9 @@ class AirbyteClient:
                 )
                 or []
             )
-            ids.extend(w["workspaceId"] for w in page)
+            found.extend(_workspace(w) for w in page)
             if len(page) < PAGE_SIZE:
-                return ids
+                return found
             offset += PAGE_SIZE
 
     def connections(self, workspace_id: str) -> list[Connection]:
@@ -322,6 +335,127 @@ class AirbyteClient:
         if len(matches) > 1:
             raise ConnectionNotFoundError(f"{len(matches)} connections are named {name!r}; use connection_id")
         return matches[0]
+
+    # -- provisioning: sources, destinations, connections (Config API) ----------------------------------
+    # Always the Config API (``<AIRBYTE_URL>/api/v1``), whatever ``AIRBYTE_API`` says: it discovers a source's
+    # catalog with sync modes, cursors and keys, and reads connections in the shape the runtime already parses.
+    # Creates are never retried (a lost answer may still have created the object); updates and reads are.
+    def destination_definitions(self, workspace_id: str) -> list[ActorDefinition]:
+        """The destination connectors the workspace can use."""
+        body = self._call(
+            "POST",
+            f"{self.settings.config_base}/destination_definitions/list_for_workspace",
+            json={"workspaceId": workspace_id},
+        )
+        return [ActorDefinition.from_destination_read(d) for d in body.get("destinationDefinitions") or []]
+
+    def destinations(self, workspace_id: str) -> list[Actor]:
+        """The workspace's destinations (secrets masked by the server)."""
+        body = self._call("POST", f"{self.settings.config_base}/destinations/list", json={"workspaceId": workspace_id})
+        return [Actor.from_destination_read(d) for d in body.get("destinations") or []]
+
+    def sources(self, workspace_id: str) -> list[Actor]:
+        """The workspace's sources (secrets masked by the server)."""
+        body = self._call("POST", f"{self.settings.config_base}/sources/list", json={"workspaceId": workspace_id})
+        return [Actor.from_source_read(d) for d in body.get("sources") or []]
+
+    def create_destination(
+        self, workspace_id: str, name: str, definition_id: str, configuration: dict[str, Any]
+    ) -> Actor:
+        """Create a destination (never retried)."""
+        request = {
+            "workspaceId": workspace_id,
+            "name": name,
+            "destinationDefinitionId": definition_id,
+            "connectionConfiguration": configuration,
+        }
+        body = self._call("POST", f"{self.settings.config_base}/destinations/create", json=request, retry=False)
+        return Actor.from_destination_read(body)
+
+    def update_destination(self, destination_id: str, name: str, configuration: dict[str, Any]) -> Actor:
+        """Replace a destination's name and configuration (a masked secret keeps the stored value)."""
+        request = {"destinationId": destination_id, "name": name, "connectionConfiguration": configuration}
+        body = self._call("POST", f"{self.settings.config_base}/destinations/update", json=request)
+        return Actor.from_destination_read(body)
+
+    def create_source(self, workspace_id: str, name: str, definition_id: str, configuration: dict[str, Any]) -> Actor:
+        """Create a source (never retried)."""
+        request = {
+            "workspaceId": workspace_id,
+            "name": name,
+            "sourceDefinitionId": definition_id,
+            "connectionConfiguration": configuration,
+        }
+        body = self._call("POST", f"{self.settings.config_base}/sources/create", json=request, retry=False)
+        return Actor.from_source_read(body)
+
+    def update_source(self, source_id: str, name: str, configuration: dict[str, Any]) -> Actor:
+        """Replace a source's name and configuration (a masked secret keeps the stored value)."""
+        request = {"sourceId": source_id, "name": name, "connectionConfiguration": configuration}
+        body = self._call("POST", f"{self.settings.config_base}/sources/update", json=request)
+        return Actor.from_source_read(body)
+
+    def discover_source(self, source_id: str) -> DiscoveredCatalog:
+        """Run discover on an existing source (not cached: a stream added upstream must show)."""
+        body = self._call(
+            "POST",
+            f"{self.settings.config_base}/sources/discover_schema",
+            json={"sourceId": source_id, "disable_cache": True},
+            timeout=httpx.Timeout(self.settings.trigger_timeout, connect=10.0),
+        )
+        return _discovered(body, f"source {source_id}")
+
+    def discover_source_config(
+        self, workspace_id: str, definition_id: str, configuration: dict[str, Any]
+    ) -> DiscoveredCatalog:
+        """Run discover on a configuration without creating a source (``scheduler/sources/discover_schema``)."""
+        request = {
+            "workspaceId": workspace_id,
+            "sourceDefinitionId": definition_id,
+            "connectionConfiguration": configuration,
+        }
+        body = self._call(
+            "POST",
+            f"{self.settings.config_base}/scheduler/sources/discover_schema",
+            json=request,
+            timeout=httpx.Timeout(self.settings.trigger_timeout, connect=10.0),
+        )
+        return _discovered(body, f"source definition {definition_id}")
+
+    def connection_configs(self, workspace_id: str) -> list[ConnectionConfig]:
+        """The workspace's connections, as provisioning compares them."""
+        body = self._call("POST", f"{self.settings.config_base}/connections/list", json={"workspaceId": workspace_id})
+        return [ConnectionConfig.from_config_api(c) for c in body.get("connections") or []]
+
+    def connection_config(self, connection_id: str) -> ConnectionConfig:
+        """One connection's configuration; ConnectionNotFoundError for an unknown id."""
+        try:
+            raw = self._call(
+                "POST",
+                f"{self.settings.config_base}/connections/get",
+                json={"connectionId": connection_id},
+                connection_id=connection_id,
+            )
+        except AirbyteRequestError as exc:
+            if exc.http_status in (404, 422):
+                raise ConnectionNotFoundError(
+                    "no such connection on the Airbyte server", connection_id=connection_id, http_status=exc.http_status
+                ) from exc
+            raise
+        return ConnectionConfig.from_config_api(raw)
+
+    def create_connection(self, request: dict[str, Any]) -> ConnectionConfig:
+        """Create a connection from a ConnectionCreate body (never retried)."""
+        body = self._call("POST", f"{self.settings.config_base}/connections/create", json=request, retry=False)
+        return ConnectionConfig.from_config_api(body)
+
+    def update_connection(self, request: dict[str, Any]) -> ConnectionConfig:
+        """Patch a connection with a ConnectionUpdate body (a catalog in it replaces the whole catalog)."""
+        connection_id = str(request.get("connectionId"))
+        body = self._call(
+            "POST", f"{self.settings.config_base}/connections/update", json=request, connection_id=connection_id
+        )
+        return ConnectionConfig.from_config_api(body)
 
     # -- transport ----------------------------------------------------------------------------------
     def _pages(self, url: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -403,6 +537,20 @@ def _error_for(response: httpx.Response, context: dict[str, Any]) -> AirbyteErro
             f"the Airbyte server answered {status}", retry_after=_retry_after(response), **context
         )
     return AirbyteRequestError(f"the Airbyte server rejected the request ({status})", **context)
+
+
+def _workspace(raw: dict[str, Any]) -> Workspace:
+    return Workspace(str(raw["workspaceId"]), str(raw.get("name", "")))
+
+
+def _discovered(body: dict[str, Any], what: str) -> DiscoveredCatalog:
+    """The catalog of a SourceDiscoverSchemaRead; AirbyteError with the job's failure when discover failed."""
+    job = body.get("jobInfo") or {}
+    if not job.get("succeeded", True) or body.get("catalog") is None:
+        failure = job.get("failureReason") or {}
+        reason = failure.get("externalMessage") or failure.get("internalMessage") or "no catalog returned"
+        raise AirbyteError(f"discovering the schema of {what} failed: {reason}")
+    return DiscoveredCatalog.from_config_api(body)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
