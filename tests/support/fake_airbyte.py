@@ -56,12 +56,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_ORGANIZATION_ID",
+    "S3_DEFINITION_ID",
+    "SECRET_MASK",
     "STREAM_JSON_SCHEMA",
     "TERMINAL_STATUSES",
+    "WRITE_OPERATIONS",
+    "FakeActor",
     "FakeAirbyte",
     "FakeAttempt",
     "FakeConnection",
+    "FakeDefinition",
     "FakeJob",
+    "FakeStream",
     "FakeWorkspace",
     "RecordedRequest",
     "Writer",
@@ -80,6 +86,23 @@ STREAM_JSON_SCHEMA: dict[str, Any] = {
     },
 }
 BYTES_PER_RECORD = 128
+S3_DEFINITION_ID = "4816b78f-1489-44c1-9060-4b19d5fa9362"  # destination-s3's definition id (contract §4.0)
+FAKER_DEFINITION_ID = "dfd88b22-b603-4c3d-aad7-3701784586b1"
+SECRET_MASK = "**********"  # what Airbyte reads back in place of an airbyte_secret value
+S3_SECRETS = ("access_key_id", "secret_access_key")
+S3_REQUIRED = ("s3_bucket_name", "s3_bucket_path", "s3_bucket_region", "format")
+# Config API operations that change configuration (provisioning tests count them).
+WRITE_OPERATIONS = frozenset(
+    f"{CONFIG_PREFIX}/{name}"
+    for name in (
+        "sources/create",
+        "sources/update",
+        "destinations/create",
+        "destinations/update",
+        "connections/create",
+        "connections/update",
+    )
+)
 ERRORS_URL = "https://reference.airbyte.com/reference/errors"
 PROBLEMS: dict[str, tuple[int, str, str]] = {  # title -> (status, type, detail) as in api-problems.yaml
     "bad-request": (400, f"{ERRORS_URL}#bad-request", "The request could not be understood by the server."),
@@ -126,6 +149,50 @@ class FakeConnection:
     source_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     destination_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created_at: float = field(default_factory=time.time)
+    # Set for connections created through the API: the stored syncCatalog streams and settings.
+    catalog: list[dict[str, Any]] | None = None
+    namespace_definition: str = "customformat"
+    namespace_format: str | None = None  # None: the source name
+    prefix: str = ""
+    schedule_type: str = "manual"
+
+
+@dataclass
+class FakeStream:
+    """A stream a fake source discovers."""
+
+    name: str
+    supported_sync_modes: tuple[str, ...] = ("full_refresh", "incremental")
+    source_defined_cursor: bool = False
+    default_cursor_field: tuple[str, ...] = ("updated_at",)
+    source_defined_primary_key: tuple[tuple[str, ...], ...] = (("id",),)
+    namespace: str | None = None
+
+
+@dataclass
+class FakeDefinition:
+    """A source or destination definition; ``secrets`` are the config keys read back masked."""
+
+    definition_id: str
+    name: str
+    docker_repository: str
+    docker_image_tag: str
+    secrets: tuple[str, ...] = ()
+    streams: list[FakeStream] = field(default_factory=list)  # what a source of this definition discovers
+
+
+@dataclass
+class FakeActor:
+    """A source or destination (``config`` holds the secrets in clear; reads mask them)."""
+
+    actor_id: str
+    name: str
+    workspace_id: str
+    definition_id: str
+    config: dict[str, Any]
+    created_at: float = field(default_factory=time.time)
+    streams: list[FakeStream] = field(default_factory=list)  # sources: what discover returns
+    discover_error: str | None = None
 
 
 @dataclass
@@ -283,8 +350,15 @@ class FakeAirbyte:
         self.jobs: dict[int, FakeJob] = {}
         self.workspaces: dict[str, FakeWorkspace] = {}
         self.connections: dict[str, FakeConnection] = {}
+        self.sources: dict[str, FakeActor] = {}
+        self.destinations: dict[str, FakeActor] = {}
+        self.source_definitions: dict[str, FakeDefinition] = {}
+        self.destination_definitions: dict[str, FakeDefinition] = {
+            S3_DEFINITION_ID: FakeDefinition(S3_DEFINITION_ID, "S3", "airbyte/destination-s3", "1.8.0", S3_SECRETS)
+        }
 
         self._lock = threading.RLock()
+        self.add_source_definition("Faker", definition_id=FAKER_DEFINITION_ID, secrets=("api_key",))
         self._next_job_id = 1
         self._plans: dict[str, list[Outcome]] = {}
         self._stuck: set[str] = set()
@@ -458,6 +532,84 @@ class FakeAirbyte:
         """Pass the next matching response body through ``mutate`` before it is validated and sent (self-tests)."""
         with self._lock:
             self._tampers.append(_Tamper(method.upper(), path_suffix.rstrip("/"), mutate))
+
+    # -- configuration objects (provisioning) ---------------------------------------------------------------
+    def add_source_definition(
+        self,
+        name: str,
+        *,
+        definition_id: str | None = None,
+        docker_repository: str | None = None,
+        secrets: Iterable[str] = (),
+        streams: Iterable[str | FakeStream] = ("users", "products", "purchases"),
+    ) -> str:
+        """A source connector; a source created from it discovers ``streams``."""
+        definition = FakeDefinition(
+            definition_id or str(uuid.uuid4()),
+            name,
+            docker_repository or f"airbyte/source-{name.lower()}",
+            "1.0.0",
+            tuple(secrets),
+            [_fake_stream(s) for s in streams],
+        )
+        with self._lock:
+            self.source_definitions[definition.definition_id] = definition
+        return definition.definition_id
+
+    def add_source(
+        self,
+        name: str,
+        *,
+        workspace_id: str | None = None,
+        definition_id: str = FAKER_DEFINITION_ID,
+        config: dict[str, Any] | None = None,
+        streams: Iterable[str | FakeStream] | None = None,
+    ) -> str:
+        """A configured source (discovers ``streams``, default its definition's); returns its id."""
+        with self._lock:
+            workspace_id = self._default_workspace(workspace_id)
+            definition = self.source_definitions[definition_id]
+            found = [_fake_stream(s) for s in streams] if streams is not None else list(definition.streams)
+            source = FakeActor(str(uuid.uuid4()), name, workspace_id, definition_id, dict(config or {}), streams=found)
+            self.sources[source.actor_id] = source
+        return source.actor_id
+
+    def set_source_streams(self, source_id: str, streams: Iterable[str | FakeStream]) -> None:
+        """What the source discovers from now on."""
+        with self._lock:
+            self.sources[source_id].streams = [_fake_stream(s) for s in streams]
+
+    def fail_discover(self, source_id: str, message: str | None) -> None:
+        """Discover of the source fails with ``message`` (None: works again)."""
+        with self._lock:
+            self.sources[source_id].discover_error = message
+
+    def add_destination(
+        self,
+        name: str,
+        config: dict[str, Any],
+        *,
+        workspace_id: str | None = None,
+        definition_id: str = S3_DEFINITION_ID,
+    ) -> str:
+        """A configured destination; returns its id."""
+        with self._lock:
+            workspace_id = self._default_workspace(workspace_id)
+            destination = FakeActor(str(uuid.uuid4()), name, workspace_id, definition_id, dict(config))
+            self.destinations[destination.actor_id] = destination
+        return destination.actor_id
+
+    def write_requests(self) -> list[RecordedRequest]:
+        """Requests that create or update sources, destinations or connections."""
+        with self._lock:
+            return [r for r in self.requests if r.method == "POST" and r.path.rstrip("/") in WRITE_OPERATIONS]
+
+    def _default_workspace(self, workspace_id: str | None) -> str:
+        if workspace_id is None:
+            return next(iter(self.workspaces), None) or self.add_workspace("Default Workspace")
+        if workspace_id not in self.workspaces:
+            raise KeyError(f"unknown workspace {workspace_id}")
+        return workspace_id
 
     # -- inspection helpers ------------------------------------------------------------------------------------
     def job(self, job_id: int) -> FakeJob:
@@ -762,6 +914,19 @@ class FakeAirbyte:
         return body
 
     def _connection_read(self, conn: FakeConnection) -> dict[str, Any]:
+        read = self._connection_read_default(conn)
+        if conn.catalog is not None:
+            read["syncCatalog"] = {"streams": json.loads(json.dumps(conn.catalog))}
+        read["namespaceDefinition"] = conn.namespace_definition
+        if conn.namespace_definition == "customformat":
+            read["namespaceFormat"] = conn.namespace_format or conn.source_name
+        else:
+            read.pop("namespaceFormat", None)
+        read["prefix"] = conn.prefix
+        read["scheduleType"] = conn.schedule_type
+        return read
+
+    def _connection_read_default(self, conn: FakeConnection) -> dict[str, Any]:
         return {
             "connectionId": conn.connection_id,
             "name": conn.name,
@@ -821,14 +986,30 @@ class FakeAirbyte:
             "namespaceDefinition": "custom_format",
             "namespaceFormat": conn.source_name,
             "prefix": "",
-            "configurations": {
-                "streams": [
-                    {"name": name, "syncMode": "full_refresh_append", "primaryKey": [["id"]]} for name in conn.streams
-                ]
-            },
+            "configurations": {"streams": self._public_streams(conn)},
             "createdAt": int(conn.created_at),
             "tags": [],
         }
+
+    @staticmethod
+    def _public_streams(conn: FakeConnection) -> list[dict[str, Any]]:
+        if conn.catalog is None:
+            return [{"name": name, "syncMode": "full_refresh_append", "primaryKey": [["id"]]} for name in conn.streams]
+        streams = []
+        for item in conn.catalog:
+            config = item.get("config") or {}
+            if not config.get("selected", True):
+                continue
+            stream: dict[str, Any] = {
+                "name": item["stream"]["name"],
+                "syncMode": f"{config['syncMode']}_{config['destinationSyncMode']}",
+            }
+            if config.get("cursorField"):
+                stream["cursorField"] = config["cursorField"]
+            if config.get("primaryKey"):
+                stream["primaryKey"] = config["primaryKey"]
+            streams.append(stream)
+        return streams
 
     @staticmethod
     def _workspace_read(ws: FakeWorkspace) -> dict[str, Any]:
@@ -868,6 +1049,19 @@ class FakeAirbyte:
             "connection": (f"Could not find configuration for STANDARD_SYNC: {ident}.", "STANDARD_SYNC"),
             "workspace": (f"Could not find configuration for STANDARD_WORKSPACE: {ident}.", "STANDARD_WORKSPACE"),
             "job": (f"Could not find job with id: {ident}", "JOB"),
+            "source": (f"Could not find configuration for SOURCE_CONNECTION: {ident}.", "SOURCE_CONNECTION"),
+            "destination": (
+                f"Could not find configuration for DESTINATION_CONNECTION: {ident}.",
+                "DESTINATION_CONNECTION",
+            ),
+            "source_definition": (
+                f"Could not find configuration for STANDARD_SOURCE_DEFINITION: {ident}.",
+                "STANDARD_SOURCE_DEFINITION",
+            ),
+            "destination_definition": (
+                f"Could not find configuration for STANDARD_DESTINATION_DEFINITION: {ident}.",
+                "STANDARD_DESTINATION_DEFINITION",
+            ),
         }
         message, _ = messages[kind]
         return _Reply(
@@ -1118,6 +1312,17 @@ class FakeAirbyte:
             ("POST", f"{CONFIG_PREFIX}/jobs/list"): self._h_jobs_list,
             ("POST", f"{CONFIG_PREFIX}/jobs/cancel"): lambda b, q: self._h_cancel(b.get("id"), "config"),
             ("POST", f"{CONFIG_PREFIX}/applications/token"): self._h_config_token,
+            ("POST", f"{CONFIG_PREFIX}/destination_definitions/list_for_workspace"): self._h_destination_definitions,
+            ("POST", f"{CONFIG_PREFIX}/destinations/list"): lambda b, q: self._h_actor_list(b, "destination"),
+            ("POST", f"{CONFIG_PREFIX}/destinations/create"): lambda b, q: self._h_actor_create(b, "destination"),
+            ("POST", f"{CONFIG_PREFIX}/destinations/update"): lambda b, q: self._h_actor_update(b, "destination"),
+            ("POST", f"{CONFIG_PREFIX}/sources/list"): lambda b, q: self._h_actor_list(b, "source"),
+            ("POST", f"{CONFIG_PREFIX}/sources/create"): lambda b, q: self._h_actor_create(b, "source"),
+            ("POST", f"{CONFIG_PREFIX}/sources/update"): lambda b, q: self._h_actor_update(b, "source"),
+            ("POST", f"{CONFIG_PREFIX}/sources/discover_schema"): self._h_discover,
+            ("POST", f"{CONFIG_PREFIX}/scheduler/sources/discover_schema"): self._h_discover_config,
+            ("POST", f"{CONFIG_PREFIX}/connections/create"): self._h_connection_create,
+            ("POST", f"{CONFIG_PREFIX}/connections/update"): self._h_connection_update,
             ("GET", f"{PUBLIC_PREFIX}/health"): lambda b, q: _Reply(
                 200, "Successful operation", content_type="text/plain"
             ),
@@ -1221,6 +1426,233 @@ class FakeAirbyte:
             size = pagination.get("pageSize")
             page = found[offset : offset + int(size)] if size is not None else found[offset:]
             return _Reply(200, {"workspaces": [self._workspace_read(w) for w in page]})
+
+    # -- provisioning handlers (Config API) ---------------------------------------------------------------
+    def _actors(self, kind: str) -> dict[str, FakeActor]:
+        return self.sources if kind == "source" else self.destinations
+
+    def _definitions(self, kind: str) -> dict[str, FakeDefinition]:
+        return self.source_definitions if kind == "source" else self.destination_definitions
+
+    def _actor_read(self, actor: FakeActor, kind: str) -> dict[str, Any]:
+        definition = self._definitions(kind).get(actor.definition_id)
+        secrets = definition.secrets if definition is not None else ()
+        key = "sourceId" if kind == "source" else "destinationId"
+        used = [c for c in self.connections.values() if actor.actor_id in (c.source_id, c.destination_id)]
+        return {
+            f"{kind}DefinitionId": actor.definition_id,
+            key: actor.actor_id,
+            "workspaceId": actor.workspace_id,
+            "connectionConfiguration": _mask(actor.config, secrets),
+            "name": actor.name,
+            f"{kind}Name": definition.name if definition is not None else "",
+            "createdAt": int(actor.created_at),
+            "status": "active" if any(c.status == "active" for c in used) else "inactive",
+            "numConnections": len(used),
+            "isVersionOverrideApplied": False,
+            "supportState": "supported",
+        }
+
+    def _h_destination_definitions(self, body: dict[str, Any], query: Any) -> _Reply:
+        workspace_id = str(body.get("workspaceId"))
+        with self._lock:
+            if workspace_id not in self.workspaces:
+                return self._config_not_found("workspace", workspace_id)
+            found = [
+                {
+                    "destinationDefinitionId": d.definition_id,
+                    "name": d.name,
+                    "dockerRepository": d.docker_repository,
+                    "dockerImageTag": d.docker_image_tag,
+                    "documentationUrl": f"https://docs.airbyte.com/integrations/destinations/{d.name.lower()}",
+                    "supportLevel": "certified",
+                    "releaseStage": "generally_available",
+                }
+                for d in self.destination_definitions.values()
+            ]
+        return _Reply(200, {"destinationDefinitions": found})
+
+    def _h_actor_list(self, body: dict[str, Any], kind: str) -> _Reply:
+        workspace_id = str(body.get("workspaceId"))
+        with self._lock:
+            if workspace_id not in self.workspaces:
+                return self._config_not_found("workspace", workspace_id)
+            found = [self._actor_read(a, kind) for a in self._actors(kind).values() if a.workspace_id == workspace_id]
+        return _Reply(200, {f"{kind}s": found})
+
+    def _h_actor_create(self, body: dict[str, Any], kind: str) -> _Reply:
+        workspace_id = str(body.get("workspaceId"))
+        definition_id = str(body.get(f"{kind}DefinitionId"))
+        config = body.get("connectionConfiguration") or {}
+        with self._lock:
+            if workspace_id not in self.workspaces:
+                return self._config_not_found("workspace", workspace_id)
+            definition = self._definitions(kind).get(definition_id)
+            if definition is None:
+                return self._config_not_found(f"{kind}_definition", definition_id)
+            problems = self._check_actor_config(kind, definition, config)
+            problems += [f"{path}: a masked secret cannot be stored" for path in _masked_paths(config)]
+            if problems:
+                return self._config_invalid(problems)
+            actor = FakeActor(str(uuid.uuid4()), str(body.get("name")), workspace_id, definition_id, dict(config))
+            if kind == "source":
+                actor.streams = list(definition.streams)
+            self._actors(kind)[actor.actor_id] = actor
+            return _Reply(200, self._actor_read(actor, kind))
+
+    def _h_actor_update(self, body: dict[str, Any], kind: str) -> _Reply:
+        actor_id = str(body.get(f"{kind}Id"))
+        with self._lock:
+            actor = self._actors(kind).get(actor_id)
+            if actor is None:
+                return self._config_not_found(kind, actor_id)
+            definition = self._definitions(kind)[actor.definition_id]
+            config = _unmask(body.get("connectionConfiguration") or {}, actor.config)
+            problems = self._check_actor_config(kind, definition, config)
+            problems += [f"{path}: a masked secret with nothing stored" for path in _masked_paths(config)]
+            if problems:
+                return self._config_invalid(problems)
+            actor.name = str(body.get("name"))
+            actor.config = config
+            return _Reply(200, self._actor_read(actor, kind))
+
+    @staticmethod
+    def _check_actor_config(kind: str, definition: FakeDefinition, config: dict[str, Any]) -> list[str]:
+        """What destination-s3's spec would refuse (other connectors accept any object)."""
+        if kind != "destination" or definition.definition_id != S3_DEFINITION_ID:
+            return []
+        problems = [f"connectionConfiguration.{key}: required" for key in S3_REQUIRED if key not in config]
+        fmt = config.get("format")
+        if isinstance(fmt, dict) and fmt.get("format_type") not in {"CSV", "JSONL", "Avro", "Parquet"}:
+            problems.append(f"connectionConfiguration.format.format_type: {fmt.get('format_type')!r} is not a format")
+        return problems
+
+    def _discover_read(self, streams: list[FakeStream], error: str | None, config_id: str | None) -> dict[str, Any]:
+        now = time.time()
+        job: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "configType": "discover_schema",
+            "createdAt": int(now),
+            "endedAt": int(now),
+            "succeeded": error is None,
+        }
+        if config_id is not None:
+            job["configId"] = config_id
+        if error is not None:
+            job["failureReason"] = {
+                "failureOrigin": "source",
+                "failureType": "config_error",
+                "externalMessage": error,
+                "timestamp": int(now * 1000),
+            }
+            return {"jobInfo": job}
+        return {
+            "catalog": {"streams": [_discovered(s) for s in streams]},
+            "jobInfo": job,
+            "catalogId": str(uuid.uuid4()),
+        }
+
+    def _h_discover(self, body: dict[str, Any], query: Any) -> _Reply:
+        source_id = str(body.get("sourceId"))
+        with self._lock:
+            source = self.sources.get(source_id)
+            if source is None:
+                return self._config_not_found("source", source_id)
+            return _Reply(200, self._discover_read(source.streams, source.discover_error, source_id))
+
+    def _h_discover_config(self, body: dict[str, Any], query: Any) -> _Reply:
+        definition_id = str(body.get("sourceDefinitionId"))
+        with self._lock:
+            if str(body.get("workspaceId")) not in self.workspaces:
+                return self._config_not_found("workspace", body.get("workspaceId"))
+            definition = self.source_definitions.get(definition_id)
+            if definition is None:
+                return self._config_not_found("source_definition", definition_id)
+            return _Reply(200, self._discover_read(definition.streams, None, None))
+
+    def _check_catalog(self, source: FakeActor | None, destination: FakeActor | None, items: list[Any]) -> list[str]:
+        """What Airbyte refuses in a syncCatalog: unknown streams, unsupported modes, missing cursors."""
+        problems = []
+        known = {s.name: s for s in source.streams} if source is not None else None
+        s3 = destination is not None and destination.definition_id == S3_DEFINITION_ID
+        for index, item in enumerate(items):
+            name = (item.get("stream") or {}).get("name")
+            config = item.get("config") or {}
+            where = f"syncCatalog.streams.{index} ({name})"
+            if not config.get("selected", True):
+                continue
+            if known is not None and name not in known:
+                problems.append(f"{where}: the source has no such stream")
+                continue
+            stream = known.get(name) if known is not None else None
+            mode = config.get("syncMode")
+            if stream is not None and mode not in stream.supported_sync_modes:
+                problems.append(f"{where}: sync mode {mode} is not supported")
+            cursor_needed = stream is None or not stream.source_defined_cursor
+            if mode == "incremental" and cursor_needed and not config.get("cursorField"):
+                problems.append(f"{where}: incremental needs a cursorField")
+            if s3 and config.get("destinationSyncMode") not in {"append", "overwrite"}:
+                problems.append(f"{where}: destination-s3 supports append and overwrite only")
+        return problems
+
+    def _h_connection_create(self, body: dict[str, Any], query: Any) -> _Reply:
+        with self._lock:
+            source = self.sources.get(str(body.get("sourceId")))
+            if source is None:
+                return self._config_not_found("source", body.get("sourceId"))
+            destination = self.destinations.get(str(body.get("destinationId")))
+            if destination is None:
+                return self._config_not_found("destination", body.get("destinationId"))
+            catalog = list((body.get("syncCatalog") or {}).get("streams") or [])
+            problems = self._check_catalog(source, destination, catalog)
+            if source.workspace_id != destination.workspace_id:
+                problems.append("source and destination are in different workspaces")
+            if problems:
+                return self._config_invalid(problems)
+            connection = FakeConnection(
+                str(uuid.uuid4()),
+                str(body.get("name") or f"{source.name} <> {destination.name}"),
+                source.workspace_id,
+                str(body.get("status")),
+                _selected(catalog),
+                _source_folder(destination),
+                source_id=source.actor_id,
+                destination_id=destination.actor_id,
+                catalog=catalog,
+                namespace_definition=str(body.get("namespaceDefinition") or "source"),
+                namespace_format=body.get("namespaceFormat"),
+                prefix=str(body.get("prefix") or ""),
+                schedule_type=str(body.get("scheduleType") or "manual"),
+            )
+            self.connections[connection.connection_id] = connection
+            return _Reply(200, self._connection_read(connection))
+
+    def _h_connection_update(self, body: dict[str, Any], query: Any) -> _Reply:
+        connection_id = str(body.get("connectionId"))
+        with self._lock:
+            conn = self.connections.get(connection_id)
+            if conn is None:
+                return self._config_not_found("connection", connection_id)
+            if body.get("syncCatalog") is not None:
+                catalog = list(body["syncCatalog"].get("streams") or [])
+                problems = self._check_catalog(
+                    self.sources.get(conn.source_id), self.destinations.get(conn.destination_id), catalog
+                )
+                if problems:
+                    return self._config_invalid(problems)
+                conn.catalog = catalog
+                conn.streams = _selected(catalog)
+            for key, attr in (
+                ("name", "name"),
+                ("namespaceDefinition", "namespace_definition"),
+                ("namespaceFormat", "namespace_format"),
+                ("prefix", "prefix"),
+                ("scheduleType", "schedule_type"),
+                ("status", "status"),
+            ):
+                if body.get(key) is not None:
+                    setattr(conn, attr, body[key])
+            return _Reply(200, self._connection_read(conn))
 
     def _lookup_job(self, job_id: Any) -> FakeJob | None:
         if not isinstance(job_id, int) or isinstance(job_id, bool):
@@ -1422,6 +1854,85 @@ class FakeAirbyte:
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------
+def _fake_stream(stream: str | FakeStream) -> FakeStream:
+    return stream if isinstance(stream, FakeStream) else FakeStream(stream)
+
+
+def _discovered(stream: FakeStream) -> dict[str, Any]:
+    """An AirbyteStreamAndConfiguration as discover returns it (config: the defaults)."""
+    schema: dict[str, Any] = {
+        "name": stream.name,
+        "jsonSchema": STREAM_JSON_SCHEMA,
+        "supportedSyncModes": list(stream.supported_sync_modes),
+        "sourceDefinedCursor": stream.source_defined_cursor,
+        "defaultCursorField": list(stream.default_cursor_field),
+        "sourceDefinedPrimaryKey": [list(p) for p in stream.source_defined_primary_key],
+        "isResumable": True,
+    }
+    if stream.namespace is not None:
+        schema["namespace"] = stream.namespace
+    incremental = "incremental" in stream.supported_sync_modes and bool(
+        stream.source_defined_cursor or stream.default_cursor_field
+    )
+    config = {
+        "syncMode": "incremental" if incremental else stream.supported_sync_modes[0],
+        "destinationSyncMode": "append",
+        "cursorField": list(stream.default_cursor_field),
+        "primaryKey": [list(p) for p in stream.source_defined_primary_key],
+        "aliasName": stream.name,
+        "selected": True,
+        "suggested": True,
+    }
+    return {"stream": schema, "config": config}
+
+
+def _selected(catalog: list[dict[str, Any]]) -> list[str]:
+    return [
+        str((item.get("stream") or {}).get("name"))
+        for item in catalog
+        if (item.get("config") or {}).get("selected", True)
+    ]
+
+
+def _source_folder(destination: FakeActor) -> str:
+    """The ``<source>`` of ``airbyte/<source>`` in the destination's bucket path (what the writer writes)."""
+    path = str(destination.config.get("s3_bucket_path") or destination.name).strip("/")
+    return path.rsplit("/", 1)[-1]
+
+
+def _mask(config: dict[str, Any], secrets: Iterable[str]) -> dict[str, Any]:
+    """The configuration as Airbyte reads it back: secret values (at any depth) masked."""
+    names = set(secrets)
+    return {
+        key: _mask(value, names) if isinstance(value, dict) else (SECRET_MASK if key in names else value)
+        for key, value in config.items()
+    }
+
+
+def _unmask(new: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """An update's configuration with masked values replaced by the stored secrets (as Airbyte merges them)."""
+    merged: dict[str, Any] = {}
+    for key, value in new.items():
+        old = stored.get(key)
+        if isinstance(value, dict):
+            merged[key] = _unmask(value, old if isinstance(old, dict) else {})
+        elif value == SECRET_MASK and old is not None:
+            merged[key] = old
+        else:
+            merged[key] = value
+    return merged
+
+
+def _masked_paths(config: dict[str, Any], path: str = "") -> list[str]:
+    found = []
+    for key, value in config.items():
+        if isinstance(value, dict):
+            found += _masked_paths(value, f"{path}{key}.")
+        elif value == SECRET_MASK:
+            found.append(f"{path}{key}")
+    return found
+
+
 _AGG_KEYS = ("recordsEmitted", "bytesEmitted", "recordsCommitted", "bytesCommitted", "recordsRejected")
 
 
