@@ -144,6 +144,60 @@ def test_unset_env_reference_is_named() -> None:
         parse_catalog(catalog_with_source(body), "cat.yaml", {"DEFINED": "1"})
 
 
+PROVISIONED = """\
+  - name: shop
+    connection_name: shop-bronze
+    airbyte:
+      workspace: Default Workspace
+      source_name: Shop API
+      source_definition_id: dfd88b22-b603-4c3d-aad7-3701784586b1
+      source_config: {api_key: "${SHOP_KEY}", count: 10}
+    streams:
+      - name: users
+        sync_mode: incremental
+        cursor_field: [updated_at]
+        primary_key: [[id]]
+        destination_sync_mode: append
+"""
+
+
+def test_airbyte_block_allows_sync_settings_on_platform_streams() -> None:
+    (shop,) = parse_catalog(catalog_with_source(PROVISIONED), "cat.yaml", {"SHOP_KEY": "k"}).sources
+    assert shop.airbyte is not None
+    assert shop.airbyte.source_name == "Shop API" and shop.airbyte.workspace == "Default Workspace"
+    assert shop.airbyte.source_config == {"api_key": "k", "count": 10}
+    assert shop.airbyte.destination_name is None and shop.airbyte.source_id is None
+    (users,) = shop.streams or []
+    assert (users.sync_mode, users.cursor_field, users.primary_key) == ("incremental", ["updated_at"], [["id"]])
+    # Without the block the refusal stays.
+    bare = PROVISIONED.split("    airbyte:")[0] + "    streams:" + PROVISIONED.split("    streams:")[1]
+    with pytest.raises(ConfigError, match="stream sync settings belong to embedded sources"):
+        parse_catalog(catalog_with_source(bare), "cat.yaml", {})
+
+
+@pytest.mark.parametrize(
+    ("airbyte", "message"),
+    [
+        ("{}", "needs exactly one of 'source_id' \\(existing source\\) or 'source_name'"),
+        ("{source_id: a, source_name: b}", "needs exactly one of"),
+        ("{source_name: b, source_config: {x: 1}}", "'source_definition_id' and 'source_config' go together"),
+        ("{source_id: a, source_definition_id: d, source_config: {x: 1}}", "'source_config' needs 'source_name'"),
+        ("{source_name: b, destination: x}", r"sources\.0\.airbyte\.destination: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_airbyte_blocks(airbyte: str, message: str) -> None:
+    body = f"  - name: a\n    connection_name: c\n    airbyte: {airbyte}\n"
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_catalog(catalog_with_source(body), "cat.yaml", {})
+    assert "\n" not in str(info.value)
+
+
+def test_airbyte_block_needs_a_platform_source() -> None:
+    body = "  - name: a\n    connector: {package: airbyte-source-faker}\n    airbyte: {source_name: b}\n"
+    with pytest.raises(ConfigError, match="'airbyte' provisions a connection; it needs 'connection_id'"):
+        parse_catalog(catalog_with_source(body), "cat.yaml", {})
+
+
 def test_select() -> None:
     catalog = parse_catalog(TWO_SOURCES, "cat.yaml", {})
     assert [s.name for s in catalog.select(None)] == ["faker", "crm.prod"]
