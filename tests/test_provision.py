@@ -20,13 +20,15 @@ from support.fake_airbyte import (
     SECRET_MASK,
     FakeAirbyte,
     FakeStream,
+    _discovered,
     airbyte_s3_writer,
 )
 from support.seaweed import S3Endpoint
 
 from deployments.provision import main
 from lakehouse_ingest.airbyte.client import AirbyteClient, AirbyteSettings
-from lakehouse_ingest.airbyte.provision import PATH_FORMAT, S3Target, diff_config, scrub
+from lakehouse_ingest.airbyte.models import ConnectionConfig, DiscoveredCatalog, StreamSyncConfig
+from lakehouse_ingest.airbyte.provision import PATH_FORMAT, S3Target, diff_config, diff_connection, scrub
 from lakehouse_ingest.airbyte.syncs import run_sync
 from lakehouse_ingest.layout import DATA_FILE, data_key
 from lakehouse_ingest.platform import job_batches
@@ -459,6 +461,21 @@ def test_diff_config_semantics() -> None:
         ("nested.password", "***", "***"),
     ]
     assert scrub(f"x {SECRET} y {KEY_ID}", [SECRET, KEY_ID, ""]) == "x *** y ***"
+
+
+def test_source_defined_cursor_and_key_stored_empty_are_no_diff() -> None:
+    stream = FakeStream("events", source_defined_cursor=True, default_cursor_field=("seq",))
+    catalog = DiscoveredCatalog.from_config_api({"catalog": {"streams": [_discovered(stream)]}})
+    wanted = {"events": StreamSyncConfig("incremental", "append", ("seq",), (("id",),))}
+    stored = ConnectionConfig(
+        "c", "n", None, "s", "d", "active", "destination", None, "", "manual",
+        {"events": StreamSyncConfig("incremental", "append", (), ())},
+    )  # fmt: skip
+    assert diff_connection(stored, "n", wanted, catalog) == []
+    assert [c.path for c in diff_connection(stored, "n", wanted)] == [
+        "streams.events.cursor_field",
+        "streams.events.primary_key",
+    ]
 
 
 def test_local_endpoint_note(fake: FakeAirbyte, tmp_path: Path) -> None:

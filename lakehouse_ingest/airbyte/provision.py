@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -297,7 +297,7 @@ class Provisioner:
                 "airbyte.destination_name to its destination's name"
             )
         plan.connection_id = connection.id
-        fields = diff_connection(connection, source.connection_name, plan.streams)
+        fields = diff_connection(connection, source.connection_name, plan.streams, plan.catalog)
         action = "update" if fields else "unchanged"
         plan.changes.append(Change("connection", label, action, fields, connection.id))
         return plan
@@ -510,9 +510,16 @@ def describe_stream(stream: StreamSyncConfig) -> str:
 
 
 def diff_connection(
-    actual: ConnectionConfig, name: str | None, streams: dict[str, StreamSyncConfig]
+    actual: ConnectionConfig,
+    name: str | None,
+    streams: dict[str, StreamSyncConfig],
+    catalog: DiscoveredCatalog | None = None,
 ) -> list[FieldChange]:
-    """The managed fields of ``actual`` that differ from what is declared."""
+    """The managed fields of ``actual`` that differ from what is declared.
+
+    A cursor or primary key the source defines itself may be stored empty (the server falls back to the
+    source's): that is no difference.
+    """
     changes = []
     wanted_top = {
         "name": (actual.name, name if name is not None else actual.name),
@@ -526,6 +533,12 @@ def diff_connection(
             changes.append(FieldChange(path, _shown(before), _shown(after)))
     for stream in sorted(set(actual.streams) | set(streams)):
         before_stream, after_stream = actual.streams.get(stream), streams.get(stream)
+        discovered = catalog.stream(stream) if catalog is not None else None
+        if before_stream is not None and after_stream is not None and discovered is not None:
+            if discovered.source_defined_cursor and not before_stream.cursor_field:
+                before_stream = replace(before_stream, cursor_field=after_stream.cursor_field)
+            if discovered.source_defined_primary_key and not before_stream.primary_key:
+                before_stream = replace(before_stream, primary_key=after_stream.primary_key)
         if before_stream == after_stream:
             continue
         if before_stream is None or after_stream is None:
