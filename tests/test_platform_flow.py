@@ -145,6 +145,35 @@ def test_concurrent_syncs_are_bounded_per_server(
     assert peak <= 2
 
 
+def test_a_prefect_global_limit_bounds_syncs_on_the_server_across_runs(
+    airbyte: FakeAirbyte, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limit `python -m deployments register` creates for the server applies to every run that sees it."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    from tasks.airbyte import airbyte_limit_name
+
+    monkeypatch.setenv("AIRBYTE_MAX_CONCURRENT_SYNCS", "10")  # the process bound alone would allow all three
+    names = [unique(f"g{i}") for i in range(3)]
+    sources = [{"name": n, "connection_id": airbyte.add_connection(n, source_name=n)} for n in names]
+    limit = airbyte_limit_name(airbyte.url)
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=limit, limit=1))
+    try:
+        assert main(["--catalog", catalog(tmp_path / "c.yaml", sources), "--bronze", "s3://bronze"]) == 0
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_global_concurrency_limit_by_name(limit)
+    spans = [
+        (job.created_at, job.updated_at)
+        for job in airbyte.jobs.values()
+        if job.connection_id in {s["connection_id"] for s in sources}
+    ]
+    assert len(spans) == 3
+    assert max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans) == 1
+
+
 def test_job_logs_are_archived_to_the_logs_bucket(
     airbyte: FakeAirbyte, s3_env: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
