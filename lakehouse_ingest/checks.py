@@ -1,22 +1,25 @@
 """Validation of one stream batch, before anything is handed on.
 
 Built in, for every batch: exactly this sync's files are there (selected by key epoch, ignoring other
-syncs, folder markers and foreign objects); each reads as Parquet; the Airbyte columns are present with
-their types (destination ≥ 1.0: ``_airbyte_raw_id``, ``_airbyte_extracted_at``, ``_airbyte_meta``,
-``_airbyte_generation_id``; or the legacy ``_airbyte_ab_id``, ``_airbyte_emitted_at``); the row count from
-the footers (no data read) equals what the engine or Airbyte counted; every row carries this sync's id;
-primary-key columns are never null; the schema against the last validated batch (drift policy). Then the
-catalog's declarative rules (``rules``). Reading is by row group and by column: memory stays bounded.
+syncs, folder markers and foreign objects); each reads as Parquet (footers fetched concurrently); the
+Airbyte columns are present with their types (destination ≥ 1.0: ``_airbyte_raw_id``,
+``_airbyte_extracted_at``, ``_airbyte_meta``, ``_airbyte_generation_id``; or the legacy ``_airbyte_ab_id``,
+``_airbyte_emitted_at``); the row count from the footers (no data read) equals what the engine or Airbyte
+counted; every row carries this sync's id and the batch's generation id (so a full-refresh overwrite holds
+only its own generation); primary-key columns are never null; the schema against the last validated batch
+(drift policy). Then the catalog's declarative rules. The built-in data checks and the rules are evaluated
+together in one pass (``rules.scan``): footer statistics decide what they can, and each column is read at
+most once per row group. Memory stays bounded by a few row groups plus 8 bytes per row per uniqueness check.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .catalog import StreamChecks
@@ -24,8 +27,11 @@ from .embedded import StreamBatch
 from .layout import DATA_FILE
 from .names import column_name
 from .results import CheckResult
-from .rules import evaluate
-from .storage import LakeStorage
+from .rules import Constant, Fixed, Opener, PrimaryKeyNotNull, Probe, changes_probe, rule_probes, scan, size_rules
+from .storage import LakeStorage, check_key
+
+# Footers fetched at once: object stores answer each in a round trip, so many at a time pay off.
+FOOTER_THREADS = 32
 
 
 @dataclass
@@ -90,38 +96,99 @@ def validate_batch(
 ) -> BatchValidation:
     """Run every check on ``batch``; stops early when files are missing, unreadable or not Airbyte's."""
     result = BatchValidation(batch.source, batch.stream, batch.sync_id)
-    result.checks.append(_check_files_listed(storage, batch))
-    if not result.checks[-1].passed:
+    files = _reconcile(storage, batch, result.checks)
+    if files is None:
         return result
-    files: list[tuple[str, pq.ParquetFile]] = []
-    for part in batch.files:
-        try:
-            files.append((part.key, storage.open_parquet(part.key)))
-        except (OSError, pa.ArrowException) as exc:
-            result.checks.append(CheckResult("readable_parquet", False, _short(exc), part.key))
-            return result
-    result.checks.append(CheckResult("readable_parquet", True, f"{len(files)} file(s) open as Parquet"))
     result.checks.append(_check_airbyte_columns(files))
     if not result.checks[-1].passed:
         return result
     legacy = all("_airbyte_meta" not in p.schema_arrow.names for _, p in files) and bool(files)
     result.checks.append(_check_row_count(files, batch.records))
+    built_in: list[Probe]
     if legacy:
-        result.checks.append(CheckResult("sync_id", True, "legacy destination: batch isolated by its keys"))
+        built_in = [
+            Fixed(CheckResult("sync_id", True, "legacy destination: batch isolated by its keys")),
+            Fixed(CheckResult("generation_id", True, "legacy destination: no generation id recorded")),
+        ]
     else:
-        result.checks.append(_check_sync_id(files, batch.sync_id))
-    result.checks.extend(_check_primary_key(files, batch.primary_key))
+        built_in = [
+            Constant("sync_id", "_airbyte_meta.sync_id", batch.sync_id, "sync id"),
+            Constant("generation_id", "_airbyte_generation_id", batch.generation_id, "generation id"),
+        ]
+    built_in += [PrimaryKeyNotNull([column_name(p) for p in path]) for path in batch.primary_key]
     checks = checks or StreamChecks()
-    result.checks.append(_check_schema_drift(files, previous_schema, checks.schema_drift))
-    if not result.passed:  # the data itself is in doubt: rules on it would only add noise
-        return result
+    drift = _check_schema_drift(files, previous_schema, checks.schema_drift)
     rows = sum(p.metadata.num_rows for _, p in files)
     keys = [column_name(path[0]) for path in batch.primary_key if len(path) == 1]
+    rules: list[Probe] = []
+    if result.passed and drift.passed:  # otherwise the data itself is in doubt: rules would only add noise
+        rules = [*rule_probes(rows, checks, keys), changes_probe(files, checks)]
     try:
-        result.checks.extend(evaluate(files, rows, checks, keys))
+        outcomes = scan(files, built_in + rules, _opener(storage, files))
     except (OSError, pa.ArrowException) as exc:
         result.checks.append(CheckResult("rules", False, f"data cannot be read: {_short(exc)}"))
+        return result
+    result.checks.extend(outcomes[: len(built_in)])
+    result.checks.append(drift)
+    if rules and result.passed:
+        result.checks.extend(size_rules(rows, checks))
+        result.checks.extend(outcomes[len(built_in) :])
     return result
+
+
+def reconcile(storage: LakeStorage, batch: StreamBatch) -> list[CheckResult]:
+    """Files listed, readable, and the row count from their footers only (no column is read)."""
+    results: list[CheckResult] = []
+    files = _reconcile(storage, batch, results)
+    if files is not None:
+        results.append(_check_row_count(files, batch.records))
+    return results
+
+
+def _reconcile(
+    storage: LakeStorage, batch: StreamBatch, results: list[CheckResult]
+) -> list[tuple[str, pq.ParquetFile]] | None:
+    """``files_listed`` and ``readable_parquet`` into ``results``; the open files, or None when either failed."""
+    results.append(_check_files_listed(storage, batch))
+    if not results[-1].passed:
+        return None
+    keys = [part.key for part in batch.files]
+    files: list[tuple[str, pq.ParquetFile]] = []
+    for key, opened in zip(keys, open_footers(storage, keys), strict=True):
+        if not isinstance(opened, pq.ParquetFile):
+            results.append(CheckResult("readable_parquet", False, _short(opened), key))
+            return None
+        files.append((key, opened))
+    results.append(CheckResult("readable_parquet", True, f"{len(files)} file(s) open as Parquet"))
+    return files
+
+
+def open_footers(storage: LakeStorage, keys: Sequence[str]) -> list[pq.ParquetFile | Exception]:
+    """Open each key as Parquet (its footer is read), concurrently; an exception in place of a bad file."""
+
+    def one(key: str) -> pq.ParquetFile | Exception:
+        try:
+            return storage.open_parquet(key)
+        except (OSError, pa.ArrowException) as exc:
+            return exc
+
+    if len(keys) <= 1:
+        return [one(key) for key in keys]
+    storage.filesystem()  # built once here, not by racing threads
+    with ThreadPoolExecutor(max_workers=min(FOOTER_THREADS, len(keys))) as pool:
+        return list(pool.map(one, keys))
+
+
+def _opener(storage: LakeStorage, files: list[tuple[str, pq.ParquetFile]]) -> Opener:
+    """Private readers for the scan's worker threads, reusing the footers already read."""
+    fs, root = storage.filesystem()
+
+    def opener(index: int, encoded: Sequence[str]) -> pq.ParquetFile:
+        key, parquet = files[index]
+        handle = fs.open_input_file(f"{root}/{check_key(key)}")
+        return pq.ParquetFile(handle, metadata=parquet.metadata, read_dictionary=list(encoded) or None)
+
+    return opener
 
 
 def batch_schema(files: list[tuple[str, pq.ParquetFile]]) -> list[dict[str, Any]]:
@@ -193,48 +260,6 @@ def _check_row_count(files: list[tuple[str, pq.ParquetFile]], expected: int) -> 
         last = files[-1][0] if files else None
         return CheckResult("row_count", False, f"files hold {rows} rows, the engine counted {expected}", last)
     return CheckResult("row_count", True, f"{rows} rows, as counted by the engine")
-
-
-def _check_sync_id(files: list[tuple[str, pq.ParquetFile]], sync_id: int) -> CheckResult:
-    for key, parquet in files:
-        for group in range(parquet.num_row_groups):
-            try:
-                meta = parquet.read_row_group(group, columns=["_airbyte_meta"]).column(0).combine_chunks()
-            except (OSError, pa.ArrowException) as exc:
-                return CheckResult("sync_id", False, f"row group {group} cannot be read: {_short(exc)}", key)
-            ids = meta.field("sync_id") if meta.null_count == 0 else None
-            if ids is None or ids.null_count:
-                return CheckResult("sync_id", False, "rows without _airbyte_meta.sync_id", key)
-            low, high = pc.min_max(ids).values()
-            if low.as_py() != sync_id or high.as_py() != sync_id:
-                return CheckResult("sync_id", False, f"sync ids {low.as_py()}..{high.as_py()}, expected {sync_id}", key)
-    return CheckResult("sync_id", True, f"every row carries sync id {sync_id}")
-
-
-def _check_primary_key(files: list[tuple[str, pq.ParquetFile]], primary_key: list[list[str]]) -> list[CheckResult]:
-    results = []
-    for path in primary_key:
-        column = ".".join(column_name(p) for p in path)
-        results.append(_check_not_null(files, column))
-    return results
-
-
-def _check_not_null(files: list[tuple[str, pq.ParquetFile]], column: str) -> CheckResult:
-    name = f"primary_key_not_null({column})"
-    top = column.split(".")[0]
-    for key, parquet in files:
-        if parquet.schema_arrow.get_field_index(top) < 0:
-            return CheckResult(name, False, f"primary-key column {column} is missing", key)
-        for group in range(parquet.num_row_groups):
-            try:
-                values = parquet.read_row_group(group, columns=[top]).column(0).combine_chunks()
-            except (OSError, pa.ArrowException) as exc:
-                return CheckResult(name, False, f"row group {group} cannot be read: {_short(exc)}", key)
-            for part in column.split(".")[1:]:
-                values = pc.struct_field(values, part) if pa.types.is_struct(values.type) else values
-            if values.null_count:
-                return CheckResult(name, False, f"{values.null_count} null value(s) in row group {group}", key)
-    return CheckResult(name, True, f"{column} is never null")
 
 
 def _short(exc: BaseException) -> str:

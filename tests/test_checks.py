@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from collections.abc import Iterable, Sequence
@@ -41,6 +42,7 @@ BUILT_IN_CHECKS = [
     "airbyte_columns",
     "row_count",
     "sync_id",
+    "generation_id",
     "primary_key_not_null(id)",
     "schema_drift",
 ]
@@ -166,31 +168,66 @@ def test_corrupt_part_fails_readable_parquet(storage: LakeStorage, tmp_path: Pat
     assert [c.name for c in result.checks] == ["files_listed", "readable_parquet"]
 
 
-@pytest.mark.parametrize(
-    ("leaf", "check_name"), [("_airbyte_meta.sync_id", "sync_id"), ("id", "primary_key_not_null(id)")]
-)
-def test_part_with_corrupt_column_data_fails_instead_of_raising(
-    storage: LakeStorage, tmp_path: Path, leaf: str, check_name: str
-) -> None:
-    """The footer still reads, but a column chunk's pages do not: a failed check, not an exception."""
-    batch = build_batch(storage, tmp_path / "staging")
-    bad = batch.files[1].key
-    data = bytearray(storage.get_bytes(bad))
-    row_group = storage.open_parquet(bad).metadata.row_group(0)
+def without_statistics(storage: LakeStorage, keys: Iterable[str], row_group_rows: int = ROW_GROUP_ROWS) -> None:
+    """Rewrite the parts in place without footer statistics, so every check has to read the data."""
+    for key in keys:
+        buffer = io.BytesIO()
+        table = storage.open_parquet(key).read()
+        pq.write_table(table, buffer, row_group_size=row_group_rows, write_statistics=False)
+        storage.put_bytes(key, buffer.getvalue())
+        metadata = storage.open_parquet(key).metadata
+        assert all(metadata.row_group(0).column(i).statistics is None for i in range(metadata.num_columns))
+
+
+def corrupt_column(storage: LakeStorage, key: str, leaf: str) -> None:
+    """Flip every byte of row group 0's pages of ``leaf``: the footer still reads, the column does not."""
+    data = bytearray(storage.get_bytes(key))
+    row_group = storage.open_parquet(key).metadata.row_group(0)
     chunk = next(
         row_group.column(i) for i in range(row_group.num_columns) if row_group.column(i).path_in_schema == leaf
     )
     start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
     for offset in range(start, start + chunk.total_compressed_size):
         data[offset] ^= 0xFF
-    storage.put_bytes(bad, bytes(data))
-    assert storage.open_parquet(bad).metadata.num_rows == 3  # the footer is intact
+    storage.put_bytes(key, bytes(data))
+    assert storage.open_parquet(key).metadata.num_rows == 3  # the footer is intact
+
+
+@pytest.mark.parametrize(
+    ("leaf", "check_name"), [("_airbyte_meta.sync_id", "sync_id"), ("id", "primary_key_not_null(id)")]
+)
+def test_part_with_corrupt_column_data_fails_instead_of_raising(
+    storage: LakeStorage, tmp_path: Path, leaf: str, check_name: str
+) -> None:
+    """Without footer statistics the built-in check reads the column: a failed check, not an exception."""
+    batch = build_batch(storage, tmp_path / "staging")
+    bad = batch.files[1].key
+    without_statistics(storage, [f.key for f in batch.files])
+    corrupt_column(storage, bad, leaf)
 
     result = validate_batch(storage, batch)
 
     check = assert_failed(result, check_name, bad)
     assert "row group 0 cannot be read" in check.detail
     assert [c.name for c in result.checks] == BUILT_IN_CHECKS
+
+
+@pytest.mark.parametrize(
+    ("leaf", "check_name"), [("_airbyte_meta.sync_id", "airbyte_changes"), ("id", "primary_key_unique")]
+)
+def test_corrupt_column_decided_by_statistics_fails_the_check_that_reads_it(
+    storage: LakeStorage, tmp_path: Path, leaf: str, check_name: str
+) -> None:
+    """The footers prove the sync id and the non-null keys, but the rules that read the column report it."""
+    batch = build_batch(storage, tmp_path / "staging")
+    bad = batch.files[1].key
+    corrupt_column(storage, bad, leaf)
+
+    result = validate_batch(storage, batch)
+
+    check = assert_failed(result, check_name, bad)
+    assert "row group 0 cannot be read" in check.detail
+    assert [c.name for c in result.checks] == ALL_CHECKS
 
 
 @pytest.mark.parametrize("records", [6, 8, 0])
