@@ -248,6 +248,13 @@ def test_register_creates_pools_deployments_limits_and_triggers_idempotently(
         assert again == first_ids
         assert len(_automations_of(client, silver.id)) == 1 and len(_automations_of(client, faker.id)) == 1
 
+    # A schedule removed from the catalog is removed from the server too (Prefect keeps them otherwise).
+    path.write_text(text.replace("      schedules: [{interval: 30m, active: false}]\n", ""))
+    assert deployments_main(["register", "--catalog", str(path)]) == 0
+    with _client() as client:
+        assert client.read_deployment_by_name(f"bronze-ingest/{prefix}faker").schedules == []
+        assert len(client.read_deployment_by_name(f"bronze-ingest/{prefix}crm").schedules) == 1
+
 
 @pytest.mark.usefixtures("prefect_server")
 def test_bronze_event_creates_a_silver_run_with_the_manifest(tmp_path: Path) -> None:
