@@ -397,6 +397,25 @@ def test_server_state_that_contradicts_the_catalog_exits_2(fake: FakeAirbyte, tm
     assert len(writes(fake)) == 2
 
 
+def test_paged_actor_lists_are_followed(tmp_path: Path) -> None:
+    with FakeAirbyte(job_seconds=0.2, actor_page_size=2) as fake:
+        fake.add_workspace("Default Workspace")
+        for index in range(4):
+            fake.add_source(f"Other {index}")
+            fake.add_destination(f"other-{index}", {"s3_bucket_name": "x"})
+        fake.add_source("Shop DB")
+        assert provision(fake, tmp_path)[0] == 0
+        code, out, err = provision(fake, tmp_path)
+        assert (code, err) == (0, "") and "done: nothing to change" in out
+        assert writes(fake) == ["destinations/create", "connections/create"]  # found on page 3 the second time
+        assert [r.json.get("cursor") is not None for r in fake.requests_to("/destinations/list")][:3] == [
+            False,
+            True,
+            True,
+        ]
+        assert fake.spec_violations == []
+
+
 def test_two_sources_with_the_same_name_are_refused(fake: FakeAirbyte, tmp_path: Path) -> None:
     fake.add_source("Shop DB")
     fake.add_source("Shop DB")

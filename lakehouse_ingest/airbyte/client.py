@@ -351,13 +351,11 @@ class AirbyteClient:
 
     def destinations(self, workspace_id: str) -> list[Actor]:
         """The workspace's destinations (secrets masked by the server)."""
-        body = self._call("POST", f"{self.settings.config_base}/destinations/list", json={"workspaceId": workspace_id})
-        return [Actor.from_destination_read(d) for d in body.get("destinations") or []]
+        return [Actor.from_destination_read(d) for d in self._actor_pages("destinations", workspace_id)]
 
     def sources(self, workspace_id: str) -> list[Actor]:
         """The workspace's sources (secrets masked by the server)."""
-        body = self._call("POST", f"{self.settings.config_base}/sources/list", json={"workspaceId": workspace_id})
-        return [Actor.from_source_read(d) for d in body.get("sources") or []]
+        return [Actor.from_source_read(d) for d in self._actor_pages("sources", workspace_id)]
 
     def create_destination(
         self, workspace_id: str, name: str, definition_id: str, configuration: dict[str, Any]
@@ -421,6 +419,22 @@ class AirbyteClient:
             timeout=httpx.Timeout(self.settings.trigger_timeout, connect=10.0),
         )
         return _discovered(body, f"source definition {definition_id}")
+
+    def _actor_pages(self, kind: Literal["sources", "destinations"], workspace_id: str) -> list[dict[str, Any]]:
+        """Every source or destination of the workspace: servers that page the list (their answer carries
+        ``page_size``) are followed with ``cursor`` = the last id seen, so no object is missed."""
+        id_key = "sourceId" if kind == "sources" else "destinationId"
+        request: dict[str, Any] = {"workspaceId": workspace_id}
+        found: dict[str, dict[str, Any]] = {}
+        while True:
+            body = self._call("POST", f"{self.settings.config_base}/{kind}/list", json=request)
+            page = body.get(kind) or []
+            new = [item for item in page if item[id_key] not in found]
+            found.update((item[id_key], item) for item in new)
+            size = body.get("page_size")
+            if not new or not isinstance(size, int) or size <= 0 or len(page) < size:
+                return list(found.values())
+            request = {"workspaceId": workspace_id, "pageSize": size, "cursor": page[-1][id_key]}
 
     def connection_configs(self, workspace_id: str) -> list[ConnectionConfig]:
         """The workspace's connections, as provisioning compares them."""

@@ -300,7 +300,8 @@ class FakeAirbyte:
     (time in "incomplete" between attempts, default ``job_seconds / 2``), ``records_per_stream`` (stats when no
     writer is given), ``error_style`` ("v0" | "v1" | "head": the Config API's 404/409/500 bodies),
     ``token_expires_in`` (the ``expires_in`` the public token endpoint reports, default the real TTL) and
-    ``checker`` (an :class:`OpenApiChecker`).
+    ``checker`` (an :class:`OpenApiChecker`) and ``actor_page_size`` (``sources/list`` / ``destinations/list``
+    answer pages of that size with ``page_size``, followed by ``cursor`` = the last id, as newer servers do).
     """
 
     def __init__(
@@ -323,6 +324,7 @@ class FakeAirbyte:
         error_style: Literal["v0", "v1", "head"] = "v1",
         token_expires_in: int | None = None,
         checker: OpenApiChecker | None = None,
+        actor_page_size: int | None = None,
     ) -> None:
         if auth not in {"none", "basic", "bearer", "client_credentials"}:
             raise ValueError(f"unknown auth mode {auth!r}")
@@ -342,6 +344,7 @@ class FakeAirbyte:
         self.writer = writer
         self.error_style = error_style
         self.checker = checker or default_checker()
+        self.actor_page_size = actor_page_size  # sources/list and destinations/list page like newer servers
 
         self.url = ""
         self.requests: list[RecordedRequest] = []
@@ -1477,8 +1480,16 @@ class FakeAirbyte:
         with self._lock:
             if workspace_id not in self.workspaces:
                 return self._config_not_found("workspace", workspace_id)
-            found = [self._actor_read(a, kind) for a in self._actors(kind).values() if a.workspace_id == workspace_id]
-        return _Reply(200, {f"{kind}s": found})
+            actors = [a for a in self._actors(kind).values() if a.workspace_id == workspace_id]
+            size = body.get("pageSize") or self.actor_page_size
+            if body.get("cursor") is not None:  # the page after the actor with this id
+                ids = [a.actor_id for a in actors]
+                actors = actors[ids.index(body["cursor"]) + 1 :] if body["cursor"] in ids else []
+            page = actors[:size] if size else actors
+            reply: dict[str, Any] = {f"{kind}s": [self._actor_read(a, kind) for a in page]}
+            if size:
+                reply["page_size"] = size
+        return _Reply(200, reply)
 
     def _h_actor_create(self, body: dict[str, Any], kind: str) -> _Reply:
         workspace_id = str(body.get("workspaceId"))
