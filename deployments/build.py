@@ -10,6 +10,7 @@ so no code is copied or pulled at run time. Every bronze deployment has a concur
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
@@ -58,6 +59,14 @@ class DeploymentPlan:
         return f"{self.flow}/{self.name}"
 
 
+DEFAULT_WORK_POOL = "lakehouse-process"
+
+
+def default_work_pool(catalog: Catalog) -> str:
+    """The catalog's default pool, else ``$PREFECT_WORK_POOL`` (what the compose worker polls), else ours."""
+    return catalog.deployments.work_pool or os.environ.get("PREFECT_WORK_POOL") or DEFAULT_WORK_POOL
+
+
 def plan_deployments(catalog: Catalog, catalog_path: str | None) -> list[DeploymentPlan]:
     """Every deployment the catalog declares: bronze per source or group, then silver (unless disabled)."""
     defaults = catalog.deployments
@@ -73,7 +82,7 @@ def plan_deployments(catalog: Catalog, catalog_path: str | None) -> list[Deploym
                 parameters={"catalog": catalog_path} if catalog_path else {},
                 schedules=[],
                 triggers=[_silver_trigger(catalog, catalog_path)],
-                work_pool=defaults.silver.work_pool or defaults.work_pool,
+                work_pool=defaults.silver.work_pool or default_work_pool(catalog),
                 work_queue=defaults.silver.work_queue or defaults.work_queue,
                 tags=[*defaults.tags, "silver"],
                 description="Merge each validated bronze batch into its silver Delta table "
@@ -100,7 +109,7 @@ def _bronze_plan(
         parameters=parameters,
         schedules=list(spec.schedules),
         triggers=[_event_trigger(t) for t in spec.triggers],
-        work_pool=spec.work_pool or defaults.work_pool,
+        work_pool=spec.work_pool or default_work_pool(catalog),
         work_queue=spec.work_queue or defaults.work_queue,
         tags=list(dict.fromkeys([*defaults.tags, "bronze", *spec.tags, *(f"source:{n}" for n in names)])),
         description=spec.description or f"Sync {', '.join(names)} into bronze, validate and hand off to silver.",

@@ -4,7 +4,7 @@ Plain pydantic models (no Prefect here); ``deployments/`` turns them into Prefec
 
 ```yaml
 deployments:                       # defaults for every deployment generated from this catalog
-  work_pool: lakehouse-process
+  work_pool: lakehouse-process     # default: $PREFECT_WORK_POOL, else lakehouse-process
   tags: [lakehouse]
   silver: {enabled: true}          # silver-merge deployment, triggered by bronze.batch.validated
 groups:                            # optional: several sources synced in parallel by one deployment
@@ -119,7 +119,7 @@ class SilverDeploymentSpec(_Model):
 class DeploymentDefaults(_Model):
     """Defaults for every deployment generated from the catalog."""
 
-    work_pool: str = "lakehouse-process"
+    work_pool: str | None = None  # default: $PREFECT_WORK_POOL, else lakehouse-process
     work_queue: str | None = None
     tags: list[str] = Field(default_factory=lambda: ["lakehouse"])
     silver: SilverDeploymentSpec = Field(default_factory=lambda: SilverDeploymentSpec())

@@ -144,7 +144,8 @@ def test_source_in_two_groups_is_refused() -> None:
         parse_catalog(text, "test", {})
 
 
-def test_committed_prefect_yaml_is_the_generated_one(tmp_path: Path) -> None:
+def test_committed_prefect_yaml_is_the_generated_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PREFECT_WORK_POOL", raising=False)
     out = tmp_path / "prefect.yaml"
     assert deployments_main(["yaml", "--output", str(out)]) == 0
     assert (ROOT / "prefect.yaml").read_text() == out.read_text(), "regenerate: python -m deployments yaml"
@@ -328,3 +329,12 @@ def test_prefect_deploy_all_from_the_generated_prefect_yaml(tmp_path: Path) -> N
         silver = client.read_deployment_by_name(f"silver-merge/{prefix}silver")
         (trigger,) = _automations_of(client, silver.id)
         assert trigger.trigger.expect == {"bronze.batch.validated"}
+
+
+def test_default_pool_is_the_catalogs_then_prefect_work_pool_then_ours(monkeypatch: pytest.MonkeyPatch) -> None:
+    bare = parse_catalog("sources: [{name: f, connector: {package: airbyte-source-faker}}]", "test", {})
+    monkeypatch.delenv("PREFECT_WORK_POOL", raising=False)
+    assert {p.work_pool for p in plan_deployments(bare, None)} == {"lakehouse-process"}
+    monkeypatch.setenv("PREFECT_WORK_POOL", "compose-pool")
+    assert {p.work_pool for p in plan_deployments(bare, None)} == {"compose-pool"}
+    assert {p.work_pool for p in plan_deployments(_catalog(), None)} == {"test-pool", "test-pool-other"}
