@@ -34,6 +34,7 @@ from .models import (
     NON_TERMINAL_STATUSES,
     Actor,
     ActorDefinition,
+    ActorKind,
     Connection,
     ConnectionConfig,
     DiscoveredCatalog,
@@ -349,49 +350,28 @@ class AirbyteClient:
         )
         return [ActorDefinition.from_destination_read(d) for d in body.get("destinationDefinitions") or []]
 
-    def destinations(self, workspace_id: str) -> list[Actor]:
-        """The workspace's destinations (secrets masked by the server)."""
-        return [Actor.from_destination_read(d) for d in self._actor_pages("destinations", workspace_id)]
+    def actors(self, kind: ActorKind, workspace_id: str) -> list[Actor]:
+        """The workspace's sources or destinations (secrets masked by the server)."""
+        return [Actor.from_read(kind, d) for d in self._actor_pages(kind, workspace_id)]
 
-    def sources(self, workspace_id: str) -> list[Actor]:
-        """The workspace's sources (secrets masked by the server)."""
-        return [Actor.from_source_read(d) for d in self._actor_pages("sources", workspace_id)]
-
-    def create_destination(
-        self, workspace_id: str, name: str, definition_id: str, configuration: dict[str, Any]
+    def create_actor(
+        self, kind: ActorKind, workspace_id: str, name: str, definition_id: str, configuration: dict[str, Any]
     ) -> Actor:
-        """Create a destination (never retried)."""
+        """Create a source or destination (never retried)."""
         request = {
             "workspaceId": workspace_id,
             "name": name,
-            "destinationDefinitionId": definition_id,
+            f"{kind}DefinitionId": definition_id,
             "connectionConfiguration": configuration,
         }
-        body = self._call("POST", f"{self.settings.config_base}/destinations/create", json=request, retry=False)
-        return Actor.from_destination_read(body)
+        body = self._call("POST", f"{self.settings.config_base}/{kind}s/create", json=request, retry=False)
+        return Actor.from_read(kind, body)
 
-    def update_destination(self, destination_id: str, name: str, configuration: dict[str, Any]) -> Actor:
-        """Replace a destination's name and configuration (a masked secret keeps the stored value)."""
-        request = {"destinationId": destination_id, "name": name, "connectionConfiguration": configuration}
-        body = self._call("POST", f"{self.settings.config_base}/destinations/update", json=request)
-        return Actor.from_destination_read(body)
-
-    def create_source(self, workspace_id: str, name: str, definition_id: str, configuration: dict[str, Any]) -> Actor:
-        """Create a source (never retried)."""
-        request = {
-            "workspaceId": workspace_id,
-            "name": name,
-            "sourceDefinitionId": definition_id,
-            "connectionConfiguration": configuration,
-        }
-        body = self._call("POST", f"{self.settings.config_base}/sources/create", json=request, retry=False)
-        return Actor.from_source_read(body)
-
-    def update_source(self, source_id: str, name: str, configuration: dict[str, Any]) -> Actor:
-        """Replace a source's name and configuration (a masked secret keeps the stored value)."""
-        request = {"sourceId": source_id, "name": name, "connectionConfiguration": configuration}
-        body = self._call("POST", f"{self.settings.config_base}/sources/update", json=request)
-        return Actor.from_source_read(body)
+    def update_actor(self, kind: ActorKind, actor_id: str, name: str, configuration: dict[str, Any]) -> Actor:
+        """Replace a source's or destination's name and configuration (a masked secret keeps the stored value)."""
+        request = {f"{kind}Id": actor_id, "name": name, "connectionConfiguration": configuration}
+        body = self._call("POST", f"{self.settings.config_base}/{kind}s/update", json=request)
+        return Actor.from_read(kind, body)
 
     def discover_source(self, source_id: str) -> DiscoveredCatalog:
         """Run discover on an existing source (not cached: a stream added upstream must show)."""
@@ -420,15 +400,15 @@ class AirbyteClient:
         )
         return _discovered(body, f"source definition {definition_id}")
 
-    def _actor_pages(self, kind: Literal["sources", "destinations"], workspace_id: str) -> list[dict[str, Any]]:
+    def _actor_pages(self, kind: ActorKind, workspace_id: str) -> list[dict[str, Any]]:
         """Every source or destination of the workspace: servers that page the list (their answer carries
         ``page_size``) are followed with ``cursor`` = the last id seen, so no object is missed."""
-        id_key = "sourceId" if kind == "sources" else "destinationId"
+        id_key = f"{kind}Id"
         request: dict[str, Any] = {"workspaceId": workspace_id}
         found: dict[str, dict[str, Any]] = {}
         while True:
-            body = self._call("POST", f"{self.settings.config_base}/{kind}/list", json=request)
-            page = body.get(kind) or []
+            body = self._call("POST", f"{self.settings.config_base}/{kind}s/list", json=request)
+            page = body.get(f"{kind}s") or []
             new = [item for item in page if item[id_key] not in found]
             found.update((item[id_key], item) for item in new)
             size = body.get("page_size")

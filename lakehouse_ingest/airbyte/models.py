@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
+
+ActorKind = Literal["source", "destination"]
 
 
 class JobStatus(StrEnum):
@@ -307,23 +309,12 @@ class Actor:
     configuration: dict[str, Any]
 
     @classmethod
-    def from_source_read(cls, raw: dict[str, Any]) -> Actor:
-        """From a Config API SourceRead."""
+    def from_read(cls, kind: ActorKind, raw: dict[str, Any]) -> Actor:
+        """From a Config API SourceRead or DestinationRead (``kind``: ``source`` or ``destination``)."""
         return cls(
-            str(raw["sourceId"]),
+            str(raw[f"{kind}Id"]),
             str(raw.get("name", "")),
-            str(raw.get("sourceDefinitionId", "")),
-            str(raw.get("workspaceId", "")),
-            dict(raw.get("connectionConfiguration") or {}),
-        )
-
-    @classmethod
-    def from_destination_read(cls, raw: dict[str, Any]) -> Actor:
-        """From a Config API DestinationRead."""
-        return cls(
-            str(raw["destinationId"]),
-            str(raw.get("name", "")),
-            str(raw.get("destinationDefinitionId", "")),
+            str(raw.get(f"{kind}DefinitionId", "")),
             str(raw.get("workspaceId", "")),
             dict(raw.get("connectionConfiguration") or {}),
         )

@@ -371,10 +371,10 @@ class Provisioner:
         return str(self._cache[key])
 
     def _sources(self, workspace_id: str) -> list[Actor]:
-        return self._cached("sources", workspace_id, self.client.sources)
+        return self._cached("sources", workspace_id, lambda ws: self.client.actors("source", ws))
 
     def _destinations(self, workspace_id: str) -> list[Actor]:
-        return self._cached("destinations", workspace_id, self.client.destinations)
+        return self._cached("destinations", workspace_id, lambda ws: self.client.actors("destination", ws))
 
     def _connections(self, workspace_id: str) -> list[ConnectionConfig]:
         return self._cached("connections", workspace_id, self.client.connection_configs)
@@ -403,22 +403,28 @@ class Provisioner:
         if source_change is not None and source_change.action != "unchanged":
             assert plan.source_name is not None and plan.source_config is not None
             if plan.source_id is None:
-                created = self.client.create_source(
-                    plan.workspace_id, plan.source_name, str(plan.source_definition_id), plan.source_config
+                created = self.client.create_actor(
+                    "source", plan.workspace_id, plan.source_name, str(plan.source_definition_id), plan.source_config
                 )
                 plan.source_id = source_change.object_id = created.id
             else:
-                self.client.update_source(plan.source_id, plan.source_name, plan.source_config)
+                self.client.update_actor("source", plan.source_id, plan.source_name, plan.source_config)
             writes += 1
             report(f"{plan.source}: source {plan.source_name!r}: {_done(source_change.action)} ({plan.source_id})")
         if dest_change is not None and dest_change.action != "unchanged":
             if plan.destination_id is None:
-                created = self.client.create_destination(
-                    plan.workspace_id, plan.destination_name, plan.destination_definition_id, plan.destination_config
+                created = self.client.create_actor(
+                    "destination",
+                    plan.workspace_id,
+                    plan.destination_name,
+                    plan.destination_definition_id,
+                    plan.destination_config,
                 )
                 plan.destination_id = dest_change.object_id = created.id
             else:
-                self.client.update_destination(plan.destination_id, plan.destination_name, plan.destination_config)
+                self.client.update_actor(
+                    "destination", plan.destination_id, plan.destination_name, plan.destination_config
+                )
             writes += 1
             done = _done(dest_change.action)
             report(f"{plan.source}: destination {plan.destination_name!r}: {done} ({plan.destination_id})")
