@@ -59,11 +59,50 @@ class ReadError:
 
 @dataclass(frozen=True)
 class Unit:
-    """One row group of one file: the unit of reading and of parallelism."""
+    """Consecutive row groups of one file (one, unless they are small): the unit of reading and parallelism."""
 
     index: int  # position in the batch's file order
     key: str
-    group: int
+    groups: tuple[int, ...]
+    rows: tuple[int, ...]  # rows of each of those row groups
+
+    @property
+    def group(self) -> int:
+        """The first row group."""
+        return self.groups[0]
+
+    def group_of(self, row: int) -> tuple[int, int, int]:
+        """(row group, its first row, its row count) of a row of the unit's table."""
+        start = 0
+        for group, count in zip(self.groups, self.rows, strict=True):
+            if row < start + count:
+                return group, start, count
+            start += count
+        raise IndexError(row)
+
+
+@dataclass(frozen=True)
+class Footer:
+    """One file's metadata, with its leaf columns by dotted path (looked up once per file)."""
+
+    parquet: pq.ParquetFile
+    leaves: dict[str, int]
+
+    @classmethod
+    def of(cls, parquet: pq.ParquetFile) -> Footer:
+        schema = parquet.metadata.schema
+        return cls(parquet, {schema.column(i).path: i for i in range(parquet.metadata.num_columns)})
+
+    def statistics(self, group: int, path: str) -> Any:
+        """Statistics of the leaf ``path`` in row group ``group`` (None when absent or without null count)."""
+        index = self.leaves.get(path)
+        if index is None:
+            return None
+        stats = self.parquet.metadata.row_group(group).column(index).statistics
+        return stats if stats is not None and stats.has_null_count else None
+
+    def rows(self, group: int) -> int:
+        return int(self.parquet.metadata.row_group(group).num_rows)
 
 
 class Probe:
@@ -80,12 +119,12 @@ class Probe:
                 return CheckResult(self.name, False, f"column {column} is missing")
         return None
 
-    def footer(self, parquet: pq.ParquetFile, group: int) -> Any:
+    def footer(self, footer: Footer, group: int) -> Any:
         """The partial outcome of row group ``group`` from its statistics, or None when they do not decide it."""
         return None
 
-    def data(self, table: pa.Table) -> Any:
-        """The partial outcome of one row group from its columns."""
+    def data(self, table: pa.Table, unit: Unit) -> Any:
+        """The partial outcome of one unit's row groups from their columns."""
         raise NotImplementedError
 
     def result(self, partials: list[tuple[Unit, Any]], from_footer: bool) -> CheckResult:
@@ -101,17 +140,6 @@ def _read_failure(name: str, partials: list[tuple[Unit, Any]]) -> CheckResult | 
     for unit, partial in partials:
         if isinstance(partial, ReadError):
             return _unreadable(name, unit, partial)
-    return None
-
-
-def _leaf_statistics(parquet: pq.ParquetFile, group: int, path: str) -> Any:
-    """Statistics of the leaf column ``path`` (dotted) in one row group, or None."""
-    metadata = parquet.metadata
-    row_group = metadata.row_group(group)
-    for i in range(metadata.num_columns):
-        if metadata.schema.column(i).path == path:
-            stats = row_group.column(i).statistics
-            return stats if stats is not None and stats.has_null_count else None
     return None
 
 
@@ -139,7 +167,7 @@ class CountProbe(Probe):
     def count(self, values: pa.Array) -> int:
         raise NotImplementedError
 
-    def data(self, table: pa.Table) -> Any:
+    def data(self, table: pa.Table, unit: Unit) -> Any:
         return self.count(_values(table, self.columns[0], self.nested))
 
     def result(self, partials: list[tuple[Unit, Any]], from_footer: bool) -> CheckResult:
@@ -161,8 +189,8 @@ class NotNull(CountProbe):
     def __init__(self, column: str, nested: Sequence[str] = ()) -> None:
         super().__init__(f"not_null({column})", column, nested)
 
-    def footer(self, parquet: pq.ParquetFile, group: int) -> Any:
-        stats = _leaf_statistics(parquet, group, self.column)
+    def footer(self, footer: Footer, group: int) -> Any:
+        stats = footer.statistics(group, self.column)
         return None if stats is None else stats.null_count
 
     def count(self, values: pa.Array) -> int:
@@ -186,12 +214,25 @@ class PrimaryKeyNotNull(NotNull):
             return CheckResult(self.name, False, f"primary-key column {self.column} is missing")
         return None
 
+    def footer(self, footer: Footer, group: int) -> Any:
+        nulls = super().footer(footer, group)
+        return None if nulls is None else (nulls, group)
+
+    def data(self, table: pa.Table, unit: Unit) -> Any:
+        values = _values(table, self.columns[0], self.nested)
+        if not values.null_count:
+            return (0, unit.group)
+        first = int(pc.index(pc.is_null(values), True).as_py())
+        group, start, count = unit.group_of(first)
+        return (values.slice(start, count).null_count, group)
+
     def result(self, partials: list[tuple[Unit, Any]], from_footer: bool) -> CheckResult:
         for unit, partial in partials:
             if isinstance(partial, ReadError):
                 return _unreadable(self.name, unit, partial)
-            if partial:
-                return CheckResult(self.name, False, f"{partial} null value(s) in row group {unit.group}", unit.key)
+            nulls, group = partial
+            if nulls:
+                return CheckResult(self.name, False, f"{nulls} null value(s) in row group {group}", unit.key)
         return CheckResult(self.name, True, f"{self.column} is never null")
 
 
@@ -208,13 +249,23 @@ class Constant(Probe):
         self.label = label  # "sync id", "generation id"
         self.columns = (path.split(".")[0],)
 
-    def footer(self, parquet: pq.ParquetFile, group: int) -> Any:
-        stats = _leaf_statistics(parquet, group, self.path)
+    def footer(self, footer: Footer, group: int) -> Any:
+        stats = footer.statistics(group, self.path)
         if stats is None or stats.null_count or not stats.has_min_max or stats.physical_type != "INT64":
             return None
         return (0, int(stats.min), int(stats.max))
 
-    def data(self, table: pa.Table) -> Any:
+    def data(self, table: pa.Table, unit: Unit) -> Any:
+        """The first row group of the unit that breaks the rule (its nulls, min, max), else the expected value."""
+        start = 0
+        for count in unit.rows:
+            found = self._group(table.slice(start, count))
+            if found != (0, self.expected, self.expected):
+                return found
+            start += count
+        return (0, self.expected, self.expected)
+
+    def _group(self, table: pa.Table) -> tuple[int, Any, Any]:
         top = table.column(self.columns[0]).combine_chunks()
         if self.path != self.columns[0]:
             if top.null_count:
@@ -256,7 +307,7 @@ class Accepted(CountProbe):
         # is_in never yields null (a null is just not in the set): accept nulls explicitly, as the other rules do.
         return pc.invert(pc.or_(pc.is_in(array, value_set=accepted), pc.is_null(array)))
 
-    def data(self, table: pa.Table) -> Any:
+    def data(self, table: pa.Table, unit: Unit) -> Any:
         values = table.column(self.column).combine_chunks()
         if isinstance(values, pa.DictionaryArray):
             outside = self._outside(values.dictionary).take(values.indices)  # null index: null, not counted
@@ -272,15 +323,15 @@ class Range(CountProbe):
         self.rule = rule
         self.what = f"outside [{rule.min}, {rule.max}]"
 
-    def footer(self, parquet: pq.ParquetFile, group: int) -> Any:
-        kind = parquet.schema_arrow.field(self.column).type
+    def footer(self, footer: Footer, group: int) -> Any:
+        kind = footer.parquet.schema_arrow.field(self.column).type
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
             return None
-        stats = _leaf_statistics(parquet, group, self.column)
+        stats = footer.statistics(group, self.column)
         if stats is None:
             return None
         if not stats.has_min_max:  # only nulls (or no rows): nothing outside
-            return 0 if stats.null_count == parquet.metadata.row_group(group).num_rows else None
+            return 0 if stats.null_count == footer.rows(group) else None
         low_ok = self.rule.min is None or stats.min >= self.rule.min
         high_ok = self.rule.max is None or stats.max <= self.rule.max
         return 0 if low_ok and high_ok else None
@@ -347,15 +398,15 @@ class Freshness(Probe):
             return None  # statistics come back as datetimes
         return -1.0  # not a timestamp: nothing to judge by
 
-    def footer(self, parquet: pq.ParquetFile, group: int) -> Any:
-        scale = self._unit_seconds(parquet)
+    def footer(self, footer: Footer, group: int) -> Any:
+        scale = self._unit_seconds(footer.parquet)
         if scale == -1.0:
             return ("none",)
-        stats = _leaf_statistics(parquet, group, self.rule.column)
+        stats = footer.statistics(group, self.rule.column)
         if stats is None:
             return None
         if not stats.has_min_max:
-            return ("none",) if stats.null_count == parquet.metadata.row_group(group).num_rows else None
+            return ("none",) if stats.null_count == footer.rows(group) else None
         top = stats.max
         if scale is not None and isinstance(top, int):
             return ("max", top * scale)
@@ -367,7 +418,7 @@ class Freshness(Probe):
             return ("max", float(top.timestamp()))
         return None
 
-    def data(self, table: pa.Table) -> Any:
+    def data(self, table: pa.Table, unit: Unit) -> Any:
         values = table.column(self.rule.column).combine_chunks()
         if pa.types.is_int64(values.type) and self.rule.column in _EPOCH_MS_COLUMNS:
             values = values.cast(pa.timestamp("ms", tz="UTC"))
@@ -463,12 +514,21 @@ def _hash_bytes(values: pa.Array) -> pa.Array:
 _BYTES_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
 
 
+_NULL_HASH = pa.scalar(0x5BD1E9955BD1E995, pa.uint64())  # a null field inside a (non-null) struct key
+
+
 def _hash_values(values: pa.Array) -> pa.Array | None:
-    """A 64-bit hash per value (no nulls), equal for equal values; None for types without one here."""
-    kind = values.type
+    """A 64-bit hash per value, equal for equal values; None for types without one here."""
     if isinstance(values, pa.DictionaryArray):
         values = values.dictionary_decode()
-        kind = values.type
+    kind = values.type
+    if values.null_count:
+        try:
+            filler = pa.scalar(False if pa.types.is_boolean(kind) else 0, kind)
+        except (pa.ArrowException, TypeError):
+            filler = pa.scalar("" if pa.types.is_string(kind) or pa.types.is_large_string(kind) else b"", kind)
+        hashed = _hash_values(pc.fill_null(values, filler))
+        return None if hashed is None else pc.if_else(pc.is_valid(values), hashed, _NULL_HASH)
     if pa.types.is_boolean(kind) or pa.types.is_integer(kind):
         as_int = values.cast(pa.int64())
     elif pa.types.is_floating(kind):
@@ -483,22 +543,27 @@ def _hash_values(values: pa.Array) -> pa.Array | None:
     return pc.multiply(as_int.view(pa.uint64()), _MIX)
 
 
-def _key_hashes(table: pa.Table, columns: list[str]) -> pa.Array | None:
-    """One hash per row of ``table`` without nulls in ``columns`` (the combination of the columns' hashes)."""
+def _key_hashes(keys: pa.Table) -> pa.Array | None:
+    """One hash per row of ``keys`` (the combination of its columns' hashes); None when a type has none."""
     combined: pa.Array | None = None
-    for column in columns:
-        hashed = _hash_values(table.column(column).combine_chunks())
+    for column in keys.columns:
+        hashed = _hash_values(column.combine_chunks())
         if hashed is None:
             return None
-        combined = (
-            hashed if combined is None else pc.multiply(pc.bit_wise_xor(pc.multiply(combined, _MIX2), hashed), _MIX)
-        )
+        if combined is not None:
+            hashed = pc.multiply(pc.bit_wise_xor(pc.multiply(combined, _MIX2), hashed), _MIX)
+        combined = hashed
     return combined
 
 
-def _non_null_rows(table: pa.Table, columns: list[str]) -> pa.Table:
+def _keys(table: pa.Table, columns: list[str]) -> pa.Table:
+    """The key columns of the rows without a null in them, struct keys flattened into their fields."""
     keys = table.select(columns)
-    return keys.drop_null() if any(keys.column(c).null_count for c in columns) else keys
+    if any(keys.column(c).null_count for c in columns):
+        keys = keys.drop_null()
+    while any(pa.types.is_struct(f.type) for f in keys.schema):
+        keys = keys.flatten()
+    return keys
 
 
 @dataclass
@@ -526,9 +591,9 @@ class Unique(Probe):
             self.bits += 1
         self.rescan: Callable[[Probe], list[tuple[Unit, pa.Table]]] | None = None
 
-    def data(self, table: pa.Table) -> Any:
-        keys = _non_null_rows(table, self.key_columns)
-        hashed = _key_hashes(keys, self.key_columns)
+    def data(self, table: pa.Table, unit: Unit) -> Any:
+        keys = _keys(table, self.key_columns)
+        hashed = _key_hashes(keys)
         if hashed is None:
             return None  # no hash for this type: the values are grouped exactly at the end
         if not self.bits:
@@ -547,28 +612,32 @@ class Unique(Probe):
             return CheckResult(self.name, True, "no rows")
         assert self.rescan is not None
         if any(not isinstance(p, Hashes) for _, p in partials):  # a key type without a hash: all values
-            return self._exact(self.rescan(self), listed)
+            return self._exact(((unit, _keys(table, self.key_columns)) for unit, table in self.rescan(self)), listed)
         repeated = _repeated_hashes([p for _, p in partials], 1 << self.bits)
         if repeated is None:
             return CheckResult(self.name, True, f"0 duplicate row(s) of {listed}")
         candidates = []
         for unit, table in self.rescan(self):
-            keys = _non_null_rows(table, self.key_columns)
-            hashed = _key_hashes(keys, self.key_columns)
+            keys = _keys(table, self.key_columns)
+            hashed = _key_hashes(keys)
             assert hashed is not None
             candidates.append((unit, keys.filter(pc.is_in(hashed, value_set=repeated))))
         return self._exact(candidates, listed)
 
     def _exact(self, parts: Iterable[tuple[Unit, pa.Table]], listed: str) -> CheckResult:
-        """Duplicates among the given rows, exactly, and the first file where a value repeats."""
+        """Duplicates among the given rows (``_keys`` of each unit), exactly, and the first file where one repeats."""
         tables, order = [], []
-        for number, (unit, table) in enumerate(parts):
-            keys = _non_null_rows(table, self.key_columns)
+        for number, (unit, keys) in enumerate(parts):
             tables.append(keys.append_column("__unit", pa.repeat(pa.scalar(number, pa.int64()), keys.num_rows)))
             order.append(unit)
         merged = pa.concat_tables(tables, promote_options="permissive")
         merged = merged.append_column("__row", _arange(merged.num_rows))
-        groups = merged.group_by(self.key_columns, use_threads=False).aggregate([("__row", "min")])
+        names = [n for n in merged.column_names if n not in {"__unit", "__row"}]
+        try:
+            groups = merged.group_by(names, use_threads=False).aggregate([("__row", "min")])
+        except pa.ArrowNotImplementedError:
+            kinds = ", ".join(sorted({str(merged.schema.field(n).type) for n in names}))
+            return CheckResult(self.name, False, f"values of type {kinds} cannot be compared for uniqueness")
         duplicates = merged.num_rows - groups.num_rows
         if duplicates == 0:
             return CheckResult(self.name, True, f"0 duplicate row(s) of {listed}")
@@ -599,68 +668,94 @@ def _repeated_hashes(parts: list[Hashes], buckets: int) -> pa.Array | None:
 # -- the scan ------------------------------------------------------------------------------------------
 
 
+_RUN_ROWS = 65_536  # small row groups are read together, up to this many rows
+_RUN_GROUPS = 256
+
+
 def scan(files: Files, probes: list[Probe], opener: Opener) -> list[CheckResult]:
-    """Evaluate ``probes`` over the batch in one pass: footers first, then each needed column once per row group."""
+    """Evaluate ``probes`` over the batch in one pass: footers first, then each needed column once per row group.
+
+    Per file, a probe whose every row group the footers decide reads nothing there; otherwise it reads the
+    file's row groups. All probes reading a row group share one read of the union of their columns.
+    """
     results: dict[int, CheckResult] = {}
     partials: dict[int, list[tuple[Unit, Any]]] = {i: [] for i in range(len(probes))}
-    needs: dict[Unit, list[int]] = {}
     from_footer = dict.fromkeys(range(len(probes)), True)
+    wanted: list[tuple[Unit, list[int]]] = []
     units: list[Unit] = []
     for index, (key, parquet) in enumerate(files):
+        footer = Footer.of(parquet)
+        runs = _runs(index, key, footer)
+        units += runs
+        readers_here = []
         for number, probe in enumerate(probes):
             if number in results:
                 continue
             if (missing := probe.missing(parquet)) is not None:
                 results[number] = CheckResult(missing.name, False, missing.detail, key)
-        for group in range(parquet.num_row_groups):
-            unit = Unit(index, key, group)
-            units.append(unit)
-            for number, probe in enumerate(probes):
-                if number in results:
-                    continue
-                decided = probe.footer(parquet, group)
-                if decided is None:
-                    needs.setdefault(unit, []).append(number)
-                    from_footer[number] = False
-                else:
-                    partials[number].append((unit, decided))
-    wanted = {u: [n for n in ns if n not in results] for u, ns in needs.items()}
-    wanted = {u: ns for u, ns in wanted.items() if ns}
-    plain = {c for ns in wanted.values() for n in ns for c in probes[n].columns if c not in probes[n].dictionary_ok}
-    encoded = sorted({c for ns in wanted.values() for n in ns for c in probes[n].dictionary_ok} - plain)
+                continue
+            decided = [probe.footer(footer, group) for group in range(parquet.num_row_groups)]
+            if all(d is not None for d in decided):
+                partials[number] += [(_single(index, key, footer, g), d) for g, d in enumerate(decided)]
+            else:
+                readers_here.append(number)
+                from_footer[number] = False
+        wanted += [(run, readers_here) for run in runs if readers_here]
+    wanted = [(unit, [n for n in ns if n not in results]) for unit, ns in wanted]
+    wanted = [(unit, ns) for unit, ns in wanted if ns]
+    needed = {n for _, ns in wanted for n in ns}
+    plain = {c for n in needed for c in probes[n].columns if c not in probes[n].dictionary_ok}
+    encoded = sorted({c for n in needed for c in probes[n].dictionary_ok} - plain)
     readers = _Readers(opener, encoded)
     threaded = len(wanted) > 1 and workers() > 1
 
-    def run(unit: Unit) -> dict[int, Any]:
-        return _read_unit(readers, unit, [(n, probes[n]) for n in wanted[unit]], use_threads=not threaded)
+    def run(item: tuple[Unit, list[int]]) -> dict[int, Any]:
+        unit, numbers = item
+        return _read_unit(readers, unit, [(n, probes[n]) for n in numbers], use_threads=not threaded)
 
-    ordered = sorted(wanted, key=lambda u: (u.index, u.group))
     if threaded:
         with ThreadPoolExecutor(max_workers=workers()) as pool:
-            outcomes = list(pool.map(run, ordered))
+            outcomes = list(pool.map(run, wanted))
     else:
-        outcomes = [run(unit) for unit in ordered]
-    for unit, outcome in zip(ordered, outcomes, strict=True):
+        outcomes = [run(item) for item in wanted]
+    for (unit, _), outcome in zip(wanted, outcomes, strict=True):
         for number, partial in outcome.items():
             partials[number].append((unit, partial))
 
     def rescan(probe: Probe) -> list[tuple[Unit, pa.Table]]:
-        found = []
-        for unit in units:
-            table = readers.get(unit.index).read_row_group(unit.group, columns=list(probe.columns))
-            found.append((unit, table))
-        return found
+        reader = _Readers(opener, [])
+        return [(unit, _read(reader, unit, list(probe.columns), True)) for unit in units]
 
     out = []
     for number, probe in enumerate(probes):
         if number in results:
             out.append(results[number])
             continue
-        ordered_partials = sorted(partials[number], key=lambda item: (item[0].index, item[0].group))
+        ordered = sorted(partials[number], key=lambda item: (item[0].index, item[0].group))
         if isinstance(probe, Unique):
             probe.rescan = rescan
-        out.append(probe.result(ordered_partials, from_footer[number]))
+        out.append(probe.result(ordered, from_footer[number]))
     return out
+
+
+def _single(index: int, key: str, footer: Footer, group: int) -> Unit:
+    return Unit(index, key, (group,), (footer.rows(group),))
+
+
+def _runs(index: int, key: str, footer: Footer) -> list[Unit]:
+    """The file's row groups as units: one each, or consecutive small ones together."""
+    runs: list[Unit] = []
+    groups: list[int] = []
+    rows: list[int] = []
+    for group in range(footer.parquet.num_row_groups):
+        groups.append(group)
+        rows.append(footer.rows(group))
+        if len(groups) >= _RUN_GROUPS or sum(rows) >= _RUN_ROWS:
+            runs.append(Unit(index, key, tuple(groups), tuple(rows)))
+            groups, rows = [], []
+    if groups:
+        runs.append(Unit(index, key, tuple(groups), tuple(rows)))
+    return runs
 
 
 class _Readers:
@@ -681,26 +776,37 @@ class _Readers:
         return cache[index]
 
 
+def _read(readers: _Readers, unit: Unit, columns: list[str], use_threads: bool) -> pa.Table:
+    reader = readers.get(unit.index)
+    if len(unit.groups) == 1:
+        return reader.read_row_group(unit.group, columns=columns, use_threads=use_threads)
+    return reader.read_row_groups(list(unit.groups), columns=columns, use_threads=use_threads)
+
+
 def _read_unit(readers: _Readers, unit: Unit, probes: list[tuple[int, Probe]], use_threads: bool) -> dict[int, Any]:
-    """Read the columns ``probes`` need from one row group once, and give each probe its partial outcome."""
+    """Read the columns ``probes`` need from the unit's row groups once; each probe gives its partial outcome."""
     columns = sorted({c for _, p in probes for c in p.columns})
+    outcome: dict[int, Any] = {}
     try:
-        reader = readers.get(unit.index)
-        table = reader.read_row_group(unit.group, columns=columns, use_threads=use_threads)
+        table = _read(readers, unit, columns, use_threads)
     except (OSError, pa.ArrowException):
-        # Find which columns are unreadable, so only the checks that need them fail.
-        outcome: dict[int, Any] = {}
+        # Find which row group and columns are unreadable, so only the checks that need them fail.
         for number, probe in probes:
-            try:
-                part = readers.get(unit.index).read_row_group(unit.group, columns=list(probe.columns))
-                outcome[number] = probe.data(part)
-            except (OSError, pa.ArrowException) as exc:
-                outcome[number] = ReadError(unit.group, _short(exc))
+            pieces = []
+            for group, rows in zip(unit.groups, unit.rows, strict=True):
+                try:
+                    pieces.append(
+                        _read(readers, Unit(unit.index, unit.key, (group,), (rows,)), list(probe.columns), False)
+                    )
+                except (OSError, pa.ArrowException) as exc:
+                    outcome[number] = ReadError(group, _short(exc))
+                    break
+            else:
+                outcome[number] = probe.data(pa.concat_tables(pieces), unit)
         return outcome
-    outcome = {}
     for number, probe in probes:
         try:
-            outcome[number] = probe.data(table)
+            outcome[number] = probe.data(table, unit)
         except (OSError, pa.ArrowException) as exc:
             outcome[number] = ReadError(unit.group, _short(exc))
     del table
@@ -755,7 +861,7 @@ class Fixed(Probe):
         self.outcome = outcome
         self.name = outcome.name
 
-    def footer(self, parquet: pq.ParquetFile, group: int) -> Any:
+    def footer(self, footer: Footer, group: int) -> Any:
         return True
 
     def result(self, partials: list[tuple[Unit, Any]], from_footer: bool) -> CheckResult:

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lakehouse_ingest.arrow_types import AIRBYTE_COLUMN_NAMES, stream_columns
-from lakehouse_ingest.checks import BatchValidation, CheckResult, validate_batch
+from lakehouse_ingest.checks import BatchValidation, CheckResult, reconcile, validate_batch
 from lakehouse_ingest.embedded import StreamBatch
 from lakehouse_ingest.layout import data_key, manifest_key, stream_prefix
 from lakehouse_ingest.parquet_parts import PublishedPart
@@ -68,9 +68,9 @@ def record_lines(ids: Iterable[int | None]) -> list[bytes]:
     ]
 
 
-def part_table(ids: Iterable[int | None], sync_id: int = SYNC_ID) -> pa.Table:
+def part_table(ids: Iterable[int | None], sync_id: int = SYNC_ID, generation_id: int = 0) -> pa.Table:
     """The rows of one part, converted exactly as the engine converts them."""
-    table = RecordConverter(STREAM, COLUMNS, sync_id=sync_id, generation_id=0).convert(record_lines(ids))
+    table = RecordConverter(STREAM, COLUMNS, sync_id=sync_id, generation_id=generation_id).convert(record_lines(ids))
     assert table.schema == COLUMNS.arrow_schema
     return table
 
@@ -79,11 +79,13 @@ def default_parts() -> list[pa.Table]:
     return [part_table(range(4)), part_table(range(4, 7))]
 
 
-def publish_table(storage: LakeStorage, staging: Path, table: pa.Table, key: str) -> PublishedPart:
+def publish_table(
+    storage: LakeStorage, staging: Path, table: pa.Table, key: str, row_group_rows: int = ROW_GROUP_ROWS
+) -> PublishedPart:
     """Write ``table`` to a local Parquet file and publish it at ``key`` through the storage."""
     staging.mkdir(parents=True, exist_ok=True)
     local = staging / f"{uuid.uuid4().hex}.parquet"
-    pq.write_table(table, local, row_group_size=ROW_GROUP_ROWS)
+    pq.write_table(table, local, row_group_size=row_group_rows)
     size = storage.publish_file(local, key)
     return PublishedPart(key, table.num_rows, size)
 
@@ -94,11 +96,13 @@ def build_batch(
     parts: Sequence[pa.Table] | None = None,
     *,
     records: int | None = None,
+    generation_id: int = 0,
+    row_group_rows: int = ROW_GROUP_ROWS,
 ) -> StreamBatch:
     """Publish ``parts`` at this sync's data keys and describe them as the engine would."""
     tables = default_parts() if parts is None else list(parts)
     files = [
-        publish_table(storage, staging, table, data_key(SOURCE, STREAM, STARTED_AT, number))
+        publish_table(storage, staging, table, data_key(SOURCE, STREAM, STARTED_AT, number), row_group_rows)
         for number, table in enumerate(tables)
     ]
     return StreamBatch(
@@ -106,7 +110,7 @@ def build_batch(
         stream=STREAM,
         namespace=None,
         sync_id=SYNC_ID,
-        generation_id=0,
+        generation_id=generation_id,
         started_at=STARTED_AT,
         prefix=stream_prefix(SOURCE, STREAM),
         sync_mode="incremental",
@@ -190,7 +194,7 @@ def corrupt_column(storage: LakeStorage, key: str, leaf: str) -> None:
     for offset in range(start, start + chunk.total_compressed_size):
         data[offset] ^= 0xFF
     storage.put_bytes(key, bytes(data))
-    assert storage.open_parquet(key).metadata.num_rows == 3  # the footer is intact
+    assert storage.open_parquet(key).metadata.num_rows  # the footer is intact
 
 
 @pytest.mark.parametrize(
@@ -402,3 +406,129 @@ def test_failure_is_one_line_naming_stream_check_and_file(storage: LakeStorage, 
     assert failure.splitlines() == [failure]
     assert "readable_parquet" in failure
     assert key in failure
+
+
+# -- decided from footer statistics, or read when the footers do not decide ------------------------------
+
+
+@pytest.mark.parametrize("statistics", [True, False], ids=["footer statistics", "data read"])
+@pytest.mark.parametrize("where", ["whole part", "one row"])
+def test_generation_id_of_another_generation_fails(
+    storage: LakeStorage, tmp_path: Path, statistics: bool, where: str
+) -> None:
+    """A full-refresh overwrite (generation 3) must hold only rows of its own generation."""
+    if where == "whole part":
+        second = part_table(range(4, 7), generation_id=2)
+    else:
+        second = pa.concat_tables([part_table([4], generation_id=3), part_table([5], generation_id=2)])
+    batch = build_batch(storage, tmp_path / "staging", [part_table(range(4), generation_id=3), second], generation_id=3)
+    if not statistics:
+        without_statistics(storage, [f.key for f in batch.files])
+
+    result = validate_batch(storage, batch)
+
+    check = assert_failed(result, "generation_id", batch.files[1].key)
+    assert check.detail == (
+        "generation ids 2..2, expected 3" if where == "whole part" else "generation ids 2..3, expected 3"
+    )
+    assert [c.name for c in result.checks] == BUILT_IN_CHECKS
+
+
+@pytest.mark.parametrize("statistics", [True, False], ids=["footer statistics", "data read"])
+def test_generation_id_of_the_batch_passes(storage: LakeStorage, tmp_path: Path, statistics: bool) -> None:
+    parts = [part_table(range(4), generation_id=5), part_table(range(4, 7), generation_id=5)]
+    batch = build_batch(storage, tmp_path / "staging", parts, generation_id=5)
+    if not statistics:
+        without_statistics(storage, [f.key for f in batch.files])
+
+    result = validate_batch(storage, batch)
+
+    assert result.passed, result.failure
+    assert [c.name for c in result.checks] == ALL_CHECKS
+    assert next(c for c in result.checks if c.name == "generation_id").detail == "every row carries generation id 5"
+
+
+def test_generation_id_decided_by_statistics_reads_no_data(storage: LakeStorage, tmp_path: Path) -> None:
+    """With footer statistics the generation id needs no column read: corrupt pages of that column (which no
+    other check reads) then go unnoticed, proving they were not read."""
+    batch = build_batch(storage, tmp_path / "staging")
+    bad = batch.files[1].key
+    corrupt_column(storage, bad, "_airbyte_generation_id")
+
+    result = validate_batch(storage, batch)
+
+    assert result.passed, result.failure
+    assert [c.name for c in result.checks] == ALL_CHECKS
+
+
+@pytest.mark.parametrize("statistics", [True, False], ids=["footer statistics", "data read"])
+def test_null_primary_key_is_found_with_and_without_statistics(
+    storage: LakeStorage, tmp_path: Path, statistics: bool
+) -> None:
+    batch = build_batch(storage, tmp_path / "staging", [part_table(range(4)), part_table([4, 5, None])])
+    if not statistics:
+        without_statistics(storage, [f.key for f in batch.files])
+
+    result = validate_batch(storage, batch)
+
+    check = assert_failed(result, "primary_key_not_null(id)", batch.files[1].key)
+    assert check.detail == "1 null value(s) in row group 1"
+
+
+@pytest.mark.parametrize("statistics", [True, False], ids=["footer statistics", "data read"])
+def test_one_row_of_another_sync_fails_with_and_without_statistics(
+    storage: LakeStorage, tmp_path: Path, statistics: bool
+) -> None:
+    other = SYNC_ID + 5
+    second = pa.concat_tables([part_table([4]), part_table([5]), part_table([6], sync_id=other)])
+    batch = build_batch(storage, tmp_path / "staging", [part_table(range(4)), second])
+    if not statistics:
+        without_statistics(storage, [f.key for f in batch.files])
+
+    result = validate_batch(storage, batch)
+
+    check = assert_failed(result, "sync_id", batch.files[1].key)
+    assert check.detail == f"sync ids {other}..{other}, expected {SYNC_ID}"  # row group 1 holds only that row
+
+
+# -- reconciliation: footers only, fetched concurrently ----------------------------------------------------
+
+
+def many_parts(storage: LakeStorage, staging: Path, count: int) -> StreamBatch:
+    return build_batch(storage, staging, [part_table([2 * n, 2 * n + 1]) for n in range(count)])
+
+
+def test_reconcile_counts_rows_of_many_files_from_their_footers(storage: LakeStorage, tmp_path: Path) -> None:
+    batch = many_parts(storage, tmp_path / "staging", 40)
+
+    results = reconcile(storage, batch)
+
+    assert [(c.name, c.passed) for c in results] == [
+        ("files_listed", True),
+        ("readable_parquet", True),
+        ("row_count", True),
+    ]
+    assert results[1].detail == "40 file(s) open as Parquet"
+    assert results[2].detail == "80 rows, as counted by the engine"
+    assert validate_batch(storage, batch).passed
+
+
+def test_reconcile_names_the_first_unreadable_file_and_a_miscount(storage: LakeStorage, tmp_path: Path) -> None:
+    batch = many_parts(storage, tmp_path / "staging", 30)
+    for number in (17, 23):  # two bad files: the first in batch order is named
+        storage.put_bytes(batch.files[number].key, b"not parquet")
+
+    results = reconcile(storage, batch)
+
+    assert [(c.name, c.passed, c.file) for c in results] == [
+        ("files_listed", True, None),
+        ("readable_parquet", False, batch.files[17].key),
+    ]
+    assert validate_batch(storage, batch).failure == (
+        f"{SOURCE}.{STREAM}: check 'readable_parquet' failed in {batch.files[17].key}: {results[1].detail}"
+    )
+
+    miscounted = many_parts(storage, tmp_path / "again", 30)
+    miscounted.records += 1
+    (*_, count) = reconcile(storage, miscounted)
+    assert (count.name, count.passed, count.detail) == ("row_count", False, "files hold 60 rows, the engine counted 61")

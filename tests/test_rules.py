@@ -16,9 +16,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_checks import SOURCE, STREAM, SYNC_ID, assert_failed, build_batch
+from test_checks import SOURCE, STREAM, SYNC_ID, assert_failed, build_batch, corrupt_column, without_statistics
 
-from lakehouse_ingest.arrow_types import stream_columns
+from lakehouse_ingest import rules
+from lakehouse_ingest.arrow_types import AIRBYTE_META, stream_columns
 from lakehouse_ingest.catalog import FreshnessRule, RangeRule, StreamChecks, parse_catalog
 from lakehouse_ingest.checks import BatchValidation, CheckResult, batch_schema, validate_batch
 from lakehouse_ingest.errors import ConfigError
@@ -67,11 +68,24 @@ def rows(ids: range | list[int]) -> list[dict[str, Any]]:
 
 
 def validate(
-    storage: LakeStorage, tmp_path: Path, parts: list[pa.Table], checks: StreamChecks | None = None, **kwargs: Any
+    storage: LakeStorage,
+    tmp_path: Path,
+    parts: list[pa.Table],
+    checks: StreamChecks | None = None,
+    *,
+    statistics: bool = True,
+    primary_key: list[list[str]] | None = None,
+    row_group_rows: int = 2,
+    **kwargs: Any,
 ) -> tuple[BatchValidation, list[str]]:
+    """Publish ``parts`` as a batch (``statistics=False``: rewritten without footer statistics) and validate it."""
     for obj in storage.list(stream_prefix(SOURCE, STREAM)):  # a test may validate several batches in turn
         storage.delete(obj.key)
-    batch = build_batch(storage, tmp_path / "staging", parts)
+    batch = build_batch(storage, tmp_path / "staging", parts, row_group_rows=row_group_rows)
+    if primary_key is not None:
+        batch.primary_key = primary_key
+    if not statistics:
+        without_statistics(storage, [f.key for f in batch.files], row_group_rows)
     return validate_batch(storage, batch, checks, **kwargs), [f.key for f in batch.files]
 
 
@@ -528,3 +542,216 @@ def test_airbyte_source_streams_take_checks() -> None:
 def test_airbyte_source_streams_refuse_sync_settings() -> None:
     with pytest.raises(ConfigError, match="take only 'name' and 'checks'"):
         parse_catalog(AIRBYTE_SOURCE + "        sync_mode: full_refresh\n", "c.yaml", {})
+
+
+# -- footer statistics decide, or the data is read -----------------------------------------------------------
+
+BOTH = pytest.mark.parametrize("statistics", [True, False], ids=["footer statistics", "data read"])
+
+
+@BOTH
+def test_range_with_and_without_statistics(storage: LakeStorage, tmp_path: Path, statistics: bool) -> None:
+    checks = StreamChecks(range={"amount": RangeRule(min=0, max=100)})
+    good = [table(rows(range(4))), table([row(4, amount=100.0), row(5, amount=None)])]
+    result, _ = validate(storage, tmp_path, good, checks, statistics=statistics)
+    assert assert_passes(result, "range(amount)").detail == "0 row(s) outside [0.0, 100.0]"
+
+    bad = [table(rows(range(4))), table([row(4, amount=-1.0), row(5), row(6, amount=100.5)])]
+    result, keys = validate(storage, tmp_path / "bad", bad, checks, statistics=statistics)
+
+    assert assert_failed(result, "range(amount)", keys[1]).detail == "2 row(s) outside [0.0, 100.0]"
+
+
+@pytest.mark.parametrize("column", ["amount", "updated_at"])
+def test_range_and_freshness_decided_by_statistics_read_no_data(
+    storage: LakeStorage, tmp_path: Path, column: str
+) -> None:
+    """Statistics inside the bounds (range) or a max (freshness) decide: corrupt pages of the column, which no
+    other check reads, go unnoticed, proving they were not read; without statistics they are read and fail."""
+    checks = (
+        StreamChecks(range={"amount": RangeRule(min=0, max=100)})
+        if column == "amount"
+        else StreamChecks(freshness=FreshnessRule(column="updated_at", max_age="36500d"))
+    )
+    name = "range(amount)" if column == "amount" else "freshness(updated_at)"
+    for statistics in (True, False):
+        for obj in storage.list(stream_prefix(SOURCE, STREAM)):
+            storage.delete(obj.key)
+        batch = build_batch(
+            storage, tmp_path / f"staging-{statistics}", [table(rows(range(4))), table(rows(range(4, 7)))]
+        )
+        if not statistics:
+            without_statistics(storage, [f.key for f in batch.files])
+        corrupt_column(storage, batch.files[1].key, column)
+
+        result = validate_batch(storage, batch, checks)
+
+        if statistics:
+            assert assert_passes(result, name)
+        else:
+            failed = assert_failed(result, name, batch.files[1].key)
+            assert "row group 0 cannot be read" in failed.detail
+
+
+@BOTH
+def test_freshness_with_and_without_statistics(storage: LakeStorage, tmp_path: Path, statistics: bool) -> None:
+    checks = StreamChecks(freshness=FreshnessRule(column="updated_at", max_age="1d"))
+    recent = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 7200))
+    parts = [table(rows(range(3))), table([row(3, updated_at=recent), row(4, updated_at=None)])]
+    result, _ = validate(storage, tmp_path, parts, checks, statistics=statistics)
+    age = int(assert_passes(result, "freshness(updated_at)").detail.split()[3])
+    assert 7100 < age < 7400
+
+    nulls = [table([row(0, updated_at=None)])]
+    result, _ = validate(storage, tmp_path / "nulls", nulls, checks, statistics=statistics)
+    assert assert_failed(result, "freshness(updated_at)", None).detail == "no timestamp value to judge freshness by"
+
+
+@BOTH
+def test_not_null_of_the_primary_key_is_read_once_and_reported_under_both_names(
+    storage: LakeStorage, tmp_path: Path, statistics: bool
+) -> None:
+    checks = StreamChecks(not_null=["id", "name"])
+    result, _ = validate(storage, tmp_path, [table(rows(range(4)))], checks, statistics=statistics)
+
+    assert assert_passes(result, "primary_key_not_null(id)").detail == "id is never null"
+    assert check(result, "not_null(id)").passed
+    assert check(result, "not_null(name)").passed
+
+
+# -- uniqueness: hashes, buckets, confirmation --------------------------------------------------------------------
+
+
+def wide(ids: list[int], names: list[str | None], amounts: list[float] | None = None) -> pa.Table:
+    """A part of many rows in the stream's Airbyte format, built column-wise (fast for tens of thousands)."""
+    count = len(ids)
+    no_changes = pa.ListArray.from_arrays(
+        pa.array([0] * (count + 1), pa.int32()), pa.array([], AIRBYTE_META.field("changes").type.value_type)
+    )
+    sync_ids = pa.array([SYNC_ID] * count, pa.int64())
+    columns = {
+        "_airbyte_raw_id": pa.array([f"raw-{i}" for i in ids]),
+        "_airbyte_extracted_at": pa.array([OLD_MS] * count, pa.int64()).cast(pa.timestamp("ms", "UTC")),
+        "_airbyte_meta": pa.StructArray.from_arrays([sync_ids, no_changes], fields=list(AIRBYTE_META)),
+        "_airbyte_generation_id": pa.array([0] * count, pa.int64()),
+        "id": pa.array(ids, pa.int64()),
+        "name": pa.array(names, pa.string()),
+        "status": pa.array(["active"] * count),
+        "amount": pa.array(amounts if amounts is not None else [float(i) for i in ids], pa.float64()),
+        "updated_at": pa.array([OLD_MS * 1000] * count, pa.int64()).cast(pa.timestamp("us", "UTC")),
+    }
+    return pa.Table.from_pydict(columns, schema=COLUMNS.arrow_schema)
+
+
+@BOTH
+def test_uniqueness_over_many_rows_uses_buckets_and_counts_exactly(
+    storage: LakeStorage, tmp_path: Path, statistics: bool
+) -> None:
+    """60,000 rows: the hashes are split into buckets; duplicates within and across parts are counted exactly."""
+    size = 20_000
+    parts = [
+        wide(list(range(n * size, (n + 1) * size)), [f"n{i}" for i in range(n * size, (n + 1) * size)])
+        for n in range(3)
+    ]
+    assert rules.Unique("u", ["name"], 3 * size).bits == 2
+    checks = StreamChecks(unique=["name"])
+    result, _ = validate(storage, tmp_path, parts, checks, statistics=statistics, row_group_rows=7_000)
+    assert assert_passes(result, "unique(name)").detail == "0 duplicate row(s) of name"
+    assert check(result, "primary_key_unique").detail == "0 duplicate row(s) of id"
+
+    names = [[f"n{i}" for i in range(n * size, (n + 1) * size)] for n in range(3)]
+    names[0][7] = names[1][5] = names[2][9] = f"{LEAK}-7"  # a value of part 0 repeated in parts 1 and 2
+    names[2][11] = "n30000"  # a value of part 1 repeated in part 2
+    names[0][3] = None  # nulls are not counted
+    names[2][12] = None
+    parts = [wide(list(range(n * size, (n + 1) * size)), names[n]) for n in range(3)]
+    result, keys = validate(storage, tmp_path / "bad", parts, checks, statistics=statistics, row_group_rows=7_000)
+
+    failed = assert_failed(result, "unique(name)", keys[1])
+    assert failed.detail == "3 duplicate row(s) of name"
+    assert_no_data(result)
+
+
+def test_long_values_sharing_their_ends_are_told_apart(storage: LakeStorage, tmp_path: Path) -> None:
+    """Values longer than the hashed 64+64 bytes that differ only in the middle hash alike: confirmed exactly."""
+    middle = ["x" * 80 + letter + "y" * 80 for letter in "abc"]
+    parts = [table([row(0, name=middle[0]), row(1, name=middle[1])]), table([row(2, name=middle[2])])]
+    result, _ = validate(storage, tmp_path, parts, StreamChecks(unique=["name"]))
+    assert assert_passes(result, "unique(name)").detail == "0 duplicate row(s) of name"
+
+    parts = [table([row(0, name=middle[0]), row(1, name=middle[1])]), table([row(2, name=middle[0])])]
+    result, keys = validate(storage, tmp_path / "bad", parts, StreamChecks(unique=["name"]))
+    assert assert_failed(result, "unique(name)", keys[1]).detail == "1 duplicate row(s) of name"
+
+
+def test_every_hash_colliding_still_gives_exact_counts(
+    storage: LakeStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hashes only select candidates: even if all rows hashed alike, the values decide."""
+    monkeypatch.setattr(rules, "_hash_values", lambda values: pa.repeat(pa.scalar(42, pa.uint64()), len(values)))
+    parts = [table(rows(range(4))), table(rows(range(4, 7)))]
+    result, _ = validate(storage, tmp_path, parts, StreamChecks(unique=["name"]))
+    assert assert_passes(result, "unique(name)").detail == "0 duplicate row(s) of name"
+
+    parts = [table(rows(range(4))), table([row(4), row(5, name="name-1"), row(6, name="name-1")])]
+    result, keys = validate(storage, tmp_path / "bad", parts, StreamChecks(unique=["name"]))
+    assert assert_failed(result, "unique(name)", keys[1]).detail == "2 duplicate row(s) of name"
+
+
+def test_composite_primary_key(storage: LakeStorage, tmp_path: Path) -> None:
+    parts = [table([row(1, name="a"), row(1, name="b")]), table([row(2, name="a")])]
+    result, _ = validate(storage, tmp_path, parts, primary_key=[["id"], ["name"]])
+    assert assert_passes(result, "primary_key_unique").detail == "0 duplicate row(s) of id, name"
+
+    parts = [table([row(1, name="a"), row(1, name="b")]), table([row(1, name="a")])]
+    result, keys = validate(storage, tmp_path / "bad", parts, primary_key=[["id"], ["name"]])
+    assert assert_failed(result, "primary_key_unique", keys[1]).detail == "1 duplicate row(s) of id, name"
+
+
+@pytest.mark.parametrize("column", ["amount", "updated_at", "status"])
+def test_unique_on_numbers_timestamps_and_dictionary_strings(storage: LakeStorage, tmp_path: Path, column: str) -> None:
+    values = {"amount": [1.5, 2.5, 1.5], "updated_at": ["2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"] * 2}
+    values["status"] = ["active", "inactive", "active"]
+    bad = [table([row(i, **{column: v}) for i, v in enumerate(values[column])])]
+    result, keys = validate(storage, tmp_path, bad, StreamChecks(unique=[column]))
+
+    duplicates = 2 if column == "updated_at" else 1
+    failed = assert_failed(result, f"unique({column})", keys[0])
+    assert failed.detail == f"{duplicates} duplicate row(s) of {column}"
+
+
+def test_unique_on_a_struct_column_compares_its_fields(storage: LakeStorage, tmp_path: Path) -> None:
+
+    def with_address(part: pa.Table, cities: list[str]) -> pa.Table:
+        return part.append_column("address", pa.array([{"city": c, "zip": 1} for c in cities]))
+
+    parts = [with_address(table(rows(range(2))), ["a", "b"]), with_address(table(rows(range(2, 4))), ["c", "d"])]
+    result, _ = validate(storage, tmp_path, parts, StreamChecks(unique=["address"]))
+    assert assert_passes(result, "unique(address)").detail == "0 duplicate row(s) of address"
+
+    parts = [with_address(table(rows(range(2))), ["a", "b"]), with_address(table(rows(range(2, 4))), ["c", "a"])]
+    result, keys = validate(storage, tmp_path / "bad", parts, StreamChecks(unique=["address"]))
+    assert assert_failed(result, "unique(address)", keys[1]).detail == "1 duplicate row(s) of address"
+
+
+def test_accepted_values_and_regex_on_one_column(storage: LakeStorage, tmp_path: Path) -> None:
+    """The column is read once, plain (regex needs the values), for both rules."""
+    checks = StreamChecks(accepted_values={"status": ["active"]}, regex={"status": "^act"})
+    parts = [table(rows(range(3))), table([row(3, status=LEAK), row(4, status="inactive")])]
+
+    result, keys = validate(storage, tmp_path, parts, checks)
+
+    assert check(result, "accepted_values(status)").detail == "2 row(s) outside the accepted values"
+    assert check(result, "regex(status)").detail == "2 row(s) not matching '^act'"
+    assert check(result, "regex(status)").file == keys[1]
+    assert_no_data(result)
+
+
+def test_unique_on_a_list_column_fails_clearly(storage: LakeStorage, tmp_path: Path) -> None:
+    """Lists have neither a hash nor an exact grouping here: a failed check that says so, not an exception."""
+    parts = [table(rows(range(2))).append_column("tags", pa.array([["a"], ["b"]]))]
+
+    result, _ = validate(storage, tmp_path, parts, StreamChecks(unique=["tags"]))
+
+    failed = assert_failed(result, "unique(tags)", None)
+    assert failed.detail == "values of type list<element: string> cannot be compared for uniqueness"
