@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from .catalog import StreamChecks
@@ -149,12 +150,13 @@ def _reconcile(
     storage: LakeStorage, batch: StreamBatch, results: list[CheckResult]
 ) -> list[tuple[str, pq.ParquetFile]] | None:
     """``files_listed`` and ``readable_parquet`` into ``results``; the open files, or None when either failed."""
-    results.append(_check_files_listed(storage, batch))
-    if not results[-1].passed:
+    listed, sizes = _check_files_listed(storage, batch)
+    results.append(listed)
+    if not listed.passed:
         return None
     keys = [part.key for part in batch.files]
     files: list[tuple[str, pq.ParquetFile]] = []
-    for key, opened in zip(keys, open_footers(storage, keys), strict=True):
+    for key, opened in zip(keys, open_footers(storage, [(key, sizes[key]) for key in keys]), strict=True):
         if not isinstance(opened, pq.ParquetFile):
             results.append(CheckResult("readable_parquet", False, _short(opened), key))
             return None
@@ -163,20 +165,29 @@ def _reconcile(
     return files
 
 
-def open_footers(storage: LakeStorage, keys: Sequence[str]) -> list[pq.ParquetFile | Exception]:
-    """Open each key as Parquet (its footer is read), concurrently; an exception in place of a bad file."""
+def open_footers(storage: LakeStorage, objects: Sequence[tuple[str, int]]) -> list[pq.ParquetFile | Exception]:
+    """The footer of each (key, size), read concurrently; an exception in place of a file that is not Parquet.
 
-    def one(key: str) -> pq.ParquetFile | Exception:
+    Knowing the size from the listing, each footer costs one ranged read (no HEAD request first). The
+    returned ParquetFile holds the footer only (its source is a placeholder): data is read through readers
+    opened per worker thread (``_opener``).
+    """
+    fs, root = storage.filesystem()
+    parquet_format = pads.ParquetFileFormat()
+
+    def one(item: tuple[str, int]) -> pq.ParquetFile | Exception:
+        key, size = item
         try:
-            return storage.open_parquet(key)
+            fragment = parquet_format.make_fragment(f"{root}/{check_key(key)}", filesystem=fs, file_size=size)
+            fragment.ensure_complete_metadata()
+            return pq.ParquetFile(pa.BufferReader(b"PAR1"), metadata=fragment.metadata)
         except (OSError, pa.ArrowException) as exc:
             return exc
 
-    if len(keys) <= 1:
-        return [one(key) for key in keys]
-    storage.filesystem()  # built once here, not by racing threads
-    with ThreadPoolExecutor(max_workers=min(FOOTER_THREADS, len(keys))) as pool:
-        return list(pool.map(one, keys))
+    if len(objects) <= 1:
+        return [one(item) for item in objects]
+    with ThreadPoolExecutor(max_workers=min(FOOTER_THREADS, len(objects))) as pool:
+        return list(pool.map(one, objects))
 
 
 def _opener(storage: LakeStorage, files: list[tuple[str, pq.ParquetFile]]) -> Opener:
@@ -219,8 +230,9 @@ def _check_schema_drift(
     return CheckResult("schema_drift", policy != "fail", f"{'; '.join(parts)} (policy {policy})", files[0][0])
 
 
-def _check_files_listed(storage: LakeStorage, batch: StreamBatch) -> CheckResult:
-    """The objects under the stream prefix with this sync's key prefixes are exactly the batch's files.
+def _check_files_listed(storage: LakeStorage, batch: StreamBatch) -> tuple[CheckResult, dict[str, int]]:
+    """The objects under the stream prefix with this sync's key prefixes are exactly the batch's files
+    (and the size of each listed object).
 
     A sync's keys carry the epoch its destination started at: one for the embedded engine, one per
     attempt on Airbyte (each attempt restarts the destination).
@@ -228,17 +240,18 @@ def _check_files_listed(storage: LakeStorage, batch: StreamBatch) -> CheckResult
     epochs = {str(int(batch.started_at.timestamp() * 1000))} | {
         m.group("epoch") for part in batch.files if (m := DATA_FILE.fullmatch(part.key.rsplit("/", 1)[-1]))
     }
-    listed = set()
+    sizes: dict[str, int] = {}
     for obj in storage.list(batch.prefix):
         match = DATA_FILE.fullmatch(obj.key.rsplit("/", 1)[-1])
         if match and match.group("epoch") in epochs and obj.key.count("/") == batch.prefix.count("/") + 1:
-            listed.add(obj.key)
+            sizes[obj.key] = obj.size
+    listed = set(sizes)
     expected = {part.key for part in batch.files}
     if missing := sorted(expected - listed):
-        return CheckResult("files_listed", False, "file of this sync is missing from storage", missing[0])
+        return CheckResult("files_listed", False, "file of this sync is missing from storage", missing[0]), sizes
     if extra := sorted(listed - expected):
-        return CheckResult("files_listed", False, "unexpected file with this sync's key prefix", extra[0])
-    return CheckResult("files_listed", True, f"{len(expected)} file(s) of this sync, no strays")
+        return CheckResult("files_listed", False, "unexpected file with this sync's key prefix", extra[0]), sizes
+    return CheckResult("files_listed", True, f"{len(expected)} file(s) of this sync, no strays"), sizes
 
 
 def _check_airbyte_columns(files: Iterable[tuple[str, pq.ParquetFile]]) -> CheckResult:
