@@ -140,18 +140,22 @@ def read_batch(bronze: LakeStorage, manifest: dict[str, Any]) -> pa.Table:
 
 
 def latest_per_key(table: pa.Table, keys: list[str], cursor: str | None) -> pa.Table:
-    """One row per key: the newest by ``cursor`` (when there is one) and then ``_airbyte_extracted_at``."""
+    """One row per key: the newest by ``cursor`` (when there is one) and then ``_airbyte_extracted_at``.
+
+    The result is sorted by key (inserted rows then land in files with narrow key ranges, which later merges
+    can skip). Only the key and version columns are sorted; the payload of the winners alone is gathered.
+    """
     if table.num_rows == 0:
         return table
-    order = [(k, "ascending") for k in keys]
-    order += [(c, "descending") for c in (cursor, EXTRACTED) if c and c in table.column_names]
-    ordered = table.sort_by(order)
-    first = pa.array([True] + [False] * (ordered.num_rows - 1))
+    versions = [c for c in (cursor, EXTRACTED) if c and c in table.column_names]
+    order = [(k, "ascending") for k in keys] + [(c, "descending") for c in versions]
+    indices = pc.sort_indices(table.select(keys + versions), sort_keys=order)
+    first = pa.array([True] + [False] * (len(indices) - 1))
     for key in keys:
-        column = ordered.column(key).combine_chunks()
+        column = table.column(key).take(indices).combine_chunks()
         changed = pc.not_equal(column.slice(1), column.slice(0, len(column) - 1))
         first = pc.or_(first, pa.concat_arrays([pa.array([True]), pc.fill_null(changed, True)]))
-    return ordered.filter(first)
+    return table.take(indices.filter(first))
 
 
 def is_overwrite(manifest: dict[str, Any]) -> bool:
@@ -346,6 +350,8 @@ def _merge(
         source_alias="s",
         target_alias="t",
         merge_schema=True,
+        # the batch is in memory anyway; not streaming it lets delta-rs use its key range to skip files
+        streamed_exec=False,
         commit_properties=commit,
     )
     if has_cdc:
@@ -438,7 +444,13 @@ def _record_tombstones(
         write_deltalake(uri, deletes, mode="append", storage_options=tables.options)
         return
     (
-        existing.merge(deletes, " AND ".join(f"t.{k} = s.{k}" for k in keys), source_alias="s", target_alias="t")
+        existing.merge(
+            deletes,
+            " AND ".join(f"t.{k} = s.{k}" for k in keys),
+            source_alias="s",
+            target_alias="t",
+            streamed_exec=False,
+        )
         .when_matched_update_all(predicate=_newer("s", "t", cursor))
         .when_not_matched_insert_all()
         .execute()
