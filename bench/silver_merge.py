@@ -14,7 +14,7 @@ VmHWM):
 Then (not timed) both results are compared: same row count, and the same checksum over every row of a 1 % sample
 of keys (and over all rows).
 
-    python bench/silver_merge.py [--rows 10000000] [--changes 1000000] [--rounds 3]
+    python bench/silver_merge.py [--rows 10000000] [--changes 1000000] [--rounds 3] [--recent] [--work DIR]
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def _rows(ids: Any, sync_id: int, version: int, deleted: Any = None, cursor: int
     )
 
 
-def set_up(work: Path, rows: int, changes: int) -> dict[str, Any]:
+def set_up(work: Path, rows: int, changes: int, recent: bool) -> dict[str, Any]:
     """The silver table (Delta), the same rows as Parquet for DuckDB, and the change batch with its manifest."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -95,7 +95,11 @@ def set_up(work: Path, rows: int, changes: int) -> dict[str, Any]:
 
     updates, deletes = int(changes * 0.70), int(changes * 0.05)
     inserts, stale = changes - updates - deletes, updates // 20
-    existing = [(i * STRIDE + 13) % rows for i in range(updates + deletes)]
+    if recent:  # the changed keys are among the newest 10 % (rows created lately get updated)
+        span = rows // 10
+        existing = [rows - span + (i * STRIDE + 13) % span for i in range(updates + deletes)]
+    else:
+        existing = [(i * STRIDE + 13) % rows for i in range(updates + deletes)]
     stamp = pa.timestamp("us", "UTC")
     batch = pa.concat_tables(
         [
@@ -267,6 +271,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--changes", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--recent", action="store_true", help="updates and deletes hit the newest 10 %% of keys (default: all keys)"
+    )
     parser.add_argument("--work", type=Path, help="keep the data here (default: a temporary directory)")
     parser.add_argument("--child", choices=["ours", "verify", *DUCKDB_MERGES], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -287,17 +294,18 @@ def main() -> None:
 def rounds(work: Path, args: argparse.Namespace) -> None:
     described = work / "setup.json"
     started = time.perf_counter()
-    if described.exists() and json.loads(described.read_text())["args"] == [args.rows, args.changes]:
+    if described.exists() and json.loads(described.read_text())["args"] == [args.rows, args.changes, args.recent]:
         info = json.loads(described.read_text())
         print(f"set-up reused from {work}")
     else:
         for old in ("silver", "duckdb", "bronze"):
             shutil.rmtree(work / old, ignore_errors=True)
-        info = {**set_up(work, args.rows, args.changes), "args": [args.rows, args.changes]}
+        info = {**set_up(work, args.rows, args.changes, args.recent), "args": [args.rows, args.changes, args.recent]}
         described.write_text(json.dumps(info))
     print(
         f"set-up: {info['rows']:,}-row table ({info['table_bytes'] / 1e9:.2f} GB Parquet), change batch of "
-        f"{args.changes:,} rows ({info['updates']:,} updates, {info['stale']:,} of them older than the table's row; "
+        f"{args.changes:,} rows ({info['updates']:,} updates{' of recent keys' if args.recent else ''}, "
+        f"{info['stale']:,} of them older than the table's row; "
         f"{info['inserts']:,} inserts; {info['deletes']:,} deletes; {info['batch_bytes'] / 1e6:.0f} MB), "
         f"in {time.perf_counter() - started:.0f} s (not timed)"
     )
