@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -313,6 +314,7 @@ def rounds(work: Path, args: argparse.Namespace) -> None:
         fresh = work / "round"
         shutil.rmtree(fresh, ignore_errors=True)
         shutil.copytree(work / "silver", fresh / "silver")
+        load = os.getloadavg()[0]
         ours = run_child("ours", work)
         ducks = {variant: run_child(variant, work) for variant in DUCKDB_MERGES}
         check = run_child("verify", work)
@@ -329,7 +331,8 @@ def rounds(work: Path, args: argparse.Namespace) -> None:
                 for v, d in ducks.items()
             )
             + f" | ratio ours/duckdb (fastest, {best}) {ours['seconds'] / ducks[best]['seconds']:.2f}, CPU "
-            f"{ours['cpu'] / ducks[best]['cpu']:.2f} | {rows:,} rows each, checksums (all rows, 1 % sample) equal",
+            f"{ours['cpu'] / ducks[best]['cpu']:.2f} | {rows:,} rows each, checksums (all rows, 1 % sample) equal "
+            f"| load average {load:.1f} before, {os.getloadavg()[0]:.1f} after",
             flush=True,
         )
 
