@@ -2,10 +2,10 @@
 that evaluates them together with the built-in data checks.
 
 Every check is a *probe*. A probe first tries to decide each row group from the Parquet footer statistics
-(null counts, min/max); only the row groups the footers do not decide are read, and then each column is
-read once per row group for all the probes that need it (``scan``). Row groups are read in parallel, each
-worker thread with its own file handle, and their columns are dropped as soon as the probes have seen them,
-so memory stays bounded by a few row groups. Uniqueness keeps one 64-bit hash per row, partitioned into
+(null counts, min/max); a file whose row groups the footers all decide is not read for it. Otherwise each
+column is read once per row group for all the probes that need it (``scan``). Row groups are read in
+parallel, each worker thread with its own file handle, and their columns are dropped as soon as the probes
+have seen them, so memory stays bounded by a few row groups. Uniqueness keeps one 64-bit hash per row, partitioned into
 buckets small enough for a fast hash set each; only when hashes repeat are the rows read again to confirm
 and count the duplicates exactly. Results never carry data values (they may be personal data): only counts
 and the file where the first violation is.
@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 import pyarrow as pa
@@ -46,7 +47,7 @@ def workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-# -- partial outcomes of one row group --------------------------------------------------------------
+# -- units of reading and partial outcomes --------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -270,7 +271,7 @@ class Constant(Probe):
         if self.path != self.columns[0]:
             if top.null_count:
                 return (top.null_count, None, None)
-            top = top.field(self.path.split(".")[1])
+            top = pc.struct_field(top, self.path.split(".")[1])
         if top.null_count:
             return (top.null_count, None, None)
         if len(top) == 0:
@@ -412,8 +413,6 @@ class Freshness(Probe):
             return ("max", top * scale)
         if hasattr(top, "timestamp"):
             if top.tzinfo is None:  # a naive timestamp: read as UTC, as the data path does
-                from datetime import UTC
-
                 top = top.replace(tzinfo=UTC)
             return ("max", float(top.timestamp()))
         return None
@@ -529,10 +528,14 @@ def _hash_values(values: pa.Array) -> pa.Array | None:
             filler = pa.scalar("" if pa.types.is_string(kind) or pa.types.is_large_string(kind) else b"", kind)
         hashed = _hash_values(pc.fill_null(values, filler))
         return None if hashed is None else pc.if_else(pc.is_valid(values), hashed, _NULL_HASH)
-    if pa.types.is_boolean(kind) or pa.types.is_integer(kind):
+    if pa.types.is_uint64(kind):
+        as_int = values.view(pa.int64())
+    elif pa.types.is_boolean(kind) or pa.types.is_integer(kind):
         as_int = values.cast(pa.int64())
     elif pa.types.is_floating(kind):
-        as_int = pc.add(values.cast(pa.float64()), 0.0).view(pa.int64())  # -0.0 + 0.0 is 0.0
+        floats = pc.add(values.cast(pa.float64()), 0.0)  # -0.0 + 0.0 is 0.0
+        floats = pc.if_else(pc.is_nan(floats), float("nan"), floats)  # one NaN
+        as_int = floats.view(pa.int64())
     elif pa.types.is_temporal(kind) and not pa.types.is_interval(kind):
         width = kind.bit_width
         as_int = values.view(pa.int64()) if width == 64 else values.view(pa.int32()).cast(pa.int64())
@@ -784,7 +787,11 @@ def _read(readers: _Readers, unit: Unit, columns: list[str], use_threads: bool) 
 
 
 def _read_unit(readers: _Readers, unit: Unit, probes: list[tuple[int, Probe]], use_threads: bool) -> dict[int, Any]:
-    """Read the columns ``probes`` need from the unit's row groups once; each probe gives its partial outcome."""
+    """Read the columns ``probes`` need from the unit's row groups once; each probe gives its partial outcome.
+
+    ``use_threads``: no other unit is read at the same time, so Arrow decodes columns in parallel and the
+    probes judge the table in parallel (they only read it).
+    """
     columns = sorted({c for _, p in probes for c in p.columns})
     outcome: dict[int, Any] = {}
     try:
@@ -804,13 +811,19 @@ def _read_unit(readers: _Readers, unit: Unit, probes: list[tuple[int, Probe]], u
             else:
                 outcome[number] = probe.data(pa.concat_tables(pieces), unit)
         return outcome
-    for number, probe in probes:
+
+    def judge(item: tuple[int, Probe]) -> Any:
         try:
-            outcome[number] = probe.data(table, unit)
+            return item[1].data(table, unit)
         except (OSError, pa.ArrowException) as exc:
-            outcome[number] = ReadError(unit.group, _short(exc))
-    del table
-    return outcome
+            return ReadError(unit.group, _short(exc))
+
+    if use_threads and len(probes) > 1 and workers() > 1:  # the only unit being read: its probes in parallel
+        with ThreadPoolExecutor(max_workers=workers()) as pool:
+            judged = list(pool.map(judge, probes))
+    else:
+        judged = [judge(item) for item in probes]
+    return {number: partial for (number, _), partial in zip(probes, judged, strict=True)}
 
 
 def _short(exc: BaseException) -> str:
