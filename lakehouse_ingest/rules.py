@@ -17,7 +17,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -125,8 +125,14 @@ class Probe:
         return None
 
     def data(self, table: pa.Table, unit: Unit) -> Any:
-        """The partial outcome of one unit's row groups from their columns."""
+        """The partial outcome of one unit's row groups (or of a batch of a large row group) from their columns."""
         raise NotImplementedError
+
+    def merge(self, partials: list[Any]) -> Any:
+        """One partial outcome from those of consecutive batches of one unit (in order, none a ReadError)."""
+        if len(partials) != 1:
+            raise NotImplementedError
+        return partials[0]
 
     def result(self, partials: list[tuple[Unit, Any]], from_footer: bool) -> CheckResult:
         """Merge the partial outcomes (file order); ``from_footer`` when no data had to be read."""
@@ -170,6 +176,9 @@ class CountProbe(Probe):
 
     def data(self, table: pa.Table, unit: Unit) -> Any:
         return self.count(_values(table, self.columns[0], self.nested))
+
+    def merge(self, partials: list[Any]) -> Any:
+        return sum(partials)
 
     def result(self, partials: list[tuple[Unit, Any]], from_footer: bool) -> CheckResult:
         if failed := _read_failure(self.name, partials):
@@ -227,6 +236,13 @@ class PrimaryKeyNotNull(NotNull):
         group, start, count = unit.group_of(first)
         return (values.slice(start, count).null_count, group)
 
+    def merge(self, partials: list[Any]) -> Any:
+        """The first row group with nulls (batches of one row group add up), else no null."""
+        by_group: dict[int, int] = {}
+        for nulls, group in partials:
+            by_group[group] = by_group.get(group, 0) + nulls
+        return next(((nulls, group) for group, nulls in by_group.items() if nulls), (0, partials[0][1]))
+
     def result(self, partials: list[tuple[Unit, Any]], from_footer: bool) -> CheckResult:
         for unit, partial in partials:
             if isinstance(partial, ReadError):
@@ -265,6 +281,11 @@ class Constant(Probe):
                 return found
             start += count
         return (0, self.expected, self.expected)
+
+    def merge(self, partials: list[Any]) -> Any:
+        """The first batch or row group that breaks the rule, else the expected value."""
+        expected = (0, self.expected, self.expected)
+        return next((p for p in partials if p != expected), expected)
 
     def _group(self, table: pa.Table) -> tuple[int, Any, Any]:
         top = table.column(self.columns[0]).combine_chunks()
@@ -425,6 +446,10 @@ class Freshness(Probe):
             return ("none",)
         top = pc.max(values).cast(pa.timestamp("us", tz="UTC")).value
         return ("max", top / 1e6)
+
+    def merge(self, partials: list[Any]) -> Any:
+        tops = [p[1] for p in partials if p[0] == "max"]
+        return ("max", max(tops)) if tops else ("none",)
 
     def result(self, partials: list[tuple[Unit, Any]], from_footer: bool) -> CheckResult:
         if failed := _read_failure(self.name, partials):
@@ -592,7 +617,7 @@ class Unique(Probe):
         self.bits = 0
         while (_BUCKET_ROWS << self.bits) < rows and self.bits < _MAX_BUCKET_BITS:
             self.bits += 1
-        self.rescan: Callable[[Probe], list[tuple[Unit, pa.Table]]] | None = None
+        self.rescan: Callable[[Probe], Iterator[tuple[Unit, pa.Table]]] | None = None
 
     def data(self, table: pa.Table, unit: Unit) -> Any:
         keys = _keys(table, self.key_columns)
@@ -600,12 +625,15 @@ class Unique(Probe):
         if hashed is None:
             return None  # no hash for this type: the values are grouped exactly at the end
         if not self.bits:
-            return Hashes(hashed, [0, len(hashed)])
+            return [Hashes(hashed, [0, len(hashed)])]
         buckets = pc.shift_right(hashed, pa.scalar(64 - self.bits, pa.uint64())).cast(pa.uint16())
         order = pc.sort_indices(buckets)
         ordered = buckets.take(order)
         bounds = pc.search_sorted(ordered, pa.array(range((1 << self.bits) + 1), pa.uint16()))
-        return Hashes(hashed.take(order), bounds.to_pylist())
+        return [Hashes(hashed.take(order), bounds.to_pylist())]
+
+    def merge(self, partials: list[Any]) -> Any:
+        return None if any(p is None for p in partials) else [h for p in partials for h in p]
 
     def result(self, partials: list[tuple[Unit, Any]], from_footer: bool) -> CheckResult:
         if failed := _read_failure(self.name, partials):
@@ -614,9 +642,9 @@ class Unique(Probe):
         if not partials:
             return CheckResult(self.name, True, "no rows")
         assert self.rescan is not None
-        if any(not isinstance(p, Hashes) for _, p in partials):  # a key type without a hash: all values
+        if any(p is None for _, p in partials):  # a key type without a hash: all values
             return self._exact(((unit, _keys(table, self.key_columns)) for unit, table in self.rescan(self)), listed)
-        repeated = _repeated_hashes([p for _, p in partials], 1 << self.bits)
+        repeated = _repeated_hashes([h for _, p in partials for h in p], 1 << self.bits)
         if repeated is None:
             return CheckResult(self.name, True, f"0 duplicate row(s) of {listed}")
         candidates = []
@@ -725,9 +753,10 @@ def scan(files: Files, probes: list[Probe], opener: Opener) -> list[CheckResult]
         for number, partial in outcome.items():
             partials[number].append((unit, partial))
 
-    def rescan(probe: Probe) -> list[tuple[Unit, pa.Table]]:
+    def rescan(probe: Probe) -> Iterator[tuple[Unit, pa.Table]]:
         reader = _Readers(opener, [])
-        return [(unit, _read(reader, unit, list(probe.columns), True)) for unit in units]
+        for unit in units:
+            yield from _pieces(reader, unit, list(probe.columns), True)
 
     out = []
     for number, probe in enumerate(probes):
@@ -786,6 +815,21 @@ def _read(readers: _Readers, unit: Unit, columns: list[str], use_threads: bool) 
     return reader.read_row_groups(list(unit.groups), columns=columns, use_threads=use_threads)
 
 
+_BATCH_ROWS = 1 << 20  # a larger row group is read in batches of this many rows
+
+
+def _pieces(readers: _Readers, unit: Unit, columns: list[str], use_threads: bool) -> Iterator[tuple[Unit, pa.Table]]:
+    """The unit's columns: in one table, or batch by batch when it is one large row group."""
+    if len(unit.groups) > 1 or unit.rows[0] <= _BATCH_ROWS:
+        yield unit, _read(readers, unit, columns, use_threads)
+        return
+    batches = readers.get(unit.index).iter_batches(
+        batch_size=_BATCH_ROWS, row_groups=[unit.group], columns=columns, use_threads=use_threads
+    )
+    for batch in batches:
+        yield Unit(unit.index, unit.key, unit.groups, (batch.num_rows,)), pa.Table.from_batches([batch])
+
+
 def _read_unit(readers: _Readers, unit: Unit, probes: list[tuple[int, Probe]], use_threads: bool) -> dict[int, Any]:
     """Read the columns ``probes`` need from the unit's row groups once; each probe gives its partial outcome.
 
@@ -793,37 +837,48 @@ def _read_unit(readers: _Readers, unit: Unit, probes: list[tuple[int, Probe]], u
     probes judge the table in parallel (they only read it).
     """
     columns = sorted({c for _, p in probes for c in p.columns})
-    outcome: dict[int, Any] = {}
+    found: dict[int, list[Any]] = {number: [] for number, _ in probes}
+    parallel = use_threads and len(probes) > 1 and workers() > 1
     try:
-        table = _read(readers, unit, columns, use_threads)
+        for piece, table in _pieces(readers, unit, columns, use_threads):
+
+            def judge(item: tuple[int, Probe], piece: Unit = piece, table: pa.Table = table) -> Any:
+                try:
+                    return item[1].data(table, piece)
+                except (OSError, pa.ArrowException) as exc:
+                    return ReadError(piece.group, _short(exc))
+
+            if parallel:  # the only unit being read: its probes in parallel
+                with ThreadPoolExecutor(max_workers=workers()) as pool:
+                    judged = list(pool.map(judge, probes))
+            else:
+                judged = [judge(item) for item in probes]
+            for (number, _), partial in zip(probes, judged, strict=True):
+                found[number].append(partial)
+            del table
     except (OSError, pa.ArrowException):
         # Find which row group and columns are unreadable, so only the checks that need them fail.
-        for number, probe in probes:
-            pieces = []
-            for group, rows in zip(unit.groups, unit.rows, strict=True):
-                try:
-                    pieces.append(
-                        _read(readers, Unit(unit.index, unit.key, (group,), (rows,)), list(probe.columns), False)
-                    )
-                except (OSError, pa.ArrowException) as exc:
-                    outcome[number] = ReadError(group, _short(exc))
-                    break
-            else:
-                outcome[number] = probe.data(pa.concat_tables(pieces), unit)
-        return outcome
+        return {number: _read_alone(readers, unit, probe) for number, probe in probes}
+    return {number: _merged(probe, found[number]) for number, probe in probes}
 
-    def judge(item: tuple[int, Probe]) -> Any:
+
+def _read_alone(readers: _Readers, unit: Unit, probe: Probe) -> Any:
+    """One probe's partial outcome from its own columns, row group by row group (after a failed shared read)."""
+    found = []
+    for group, rows in zip(unit.groups, unit.rows, strict=True):
         try:
-            return item[1].data(table, unit)
+            for piece, table in _pieces(
+                readers, Unit(unit.index, unit.key, (group,), (rows,)), list(probe.columns), False
+            ):
+                found.append(probe.data(table, piece))
         except (OSError, pa.ArrowException) as exc:
-            return ReadError(unit.group, _short(exc))
+            return ReadError(group, _short(exc))
+    return _merged(probe, found)
 
-    if use_threads and len(probes) > 1 and workers() > 1:  # the only unit being read: its probes in parallel
-        with ThreadPoolExecutor(max_workers=workers()) as pool:
-            judged = list(pool.map(judge, probes))
-    else:
-        judged = [judge(item) for item in probes]
-    return {number: partial for (number, _), partial in zip(probes, judged, strict=True)}
+
+def _merged(probe: Probe, partials: list[Any]) -> Any:
+    errors = [p for p in partials if isinstance(p, ReadError)]
+    return errors[0] if errors else probe.merge(partials)
 
 
 def _short(exc: BaseException) -> str:

@@ -622,7 +622,7 @@ def test_not_null_of_the_primary_key_is_read_once_and_reported_under_both_names(
 # -- uniqueness: hashes, buckets, confirmation --------------------------------------------------------------------
 
 
-def wide(ids: list[int], names: list[str | None], amounts: list[float] | None = None) -> pa.Table:
+def wide(ids: list[int | None], names: list[str | None], amounts: list[float] | None = None) -> pa.Table:
     """A part of many rows in the stream's Airbyte format, built column-wise (fast for tens of thousands)."""
     count = len(ids)
     no_changes = pa.ListArray.from_arrays(
@@ -637,7 +637,7 @@ def wide(ids: list[int], names: list[str | None], amounts: list[float] | None = 
         "id": pa.array(ids, pa.int64()),
         "name": pa.array(names, pa.string()),
         "status": pa.array(["active"] * count),
-        "amount": pa.array(amounts if amounts is not None else [float(i) for i in ids], pa.float64()),
+        "amount": pa.array(amounts if amounts is not None else [float(i or 0) for i in ids], pa.float64()),
         "updated_at": pa.array([OLD_MS * 1000] * count, pa.int64()).cast(pa.timestamp("us", "UTC")),
     }
     return pa.Table.from_pydict(columns, schema=COLUMNS.arrow_schema)
@@ -755,3 +755,42 @@ def test_unique_on_a_list_column_fails_clearly(storage: LakeStorage, tmp_path: P
 
     failed = assert_failed(result, "unique(tags)", None)
     assert failed.detail == "values of type list<element: string> cannot be compared for uniqueness"
+
+
+def test_large_row_groups_are_read_in_batches(
+    storage: LakeStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row group larger than a batch is read batch by batch (memory stays bounded); results are the same."""
+    monkeypatch.setattr(rules, "_BATCH_ROWS", 1_000)
+    monkeypatch.setattr(rules, "_RUN_ROWS", 1)  # every row group its own unit
+    pieces: list[int] = []
+    real_pieces = rules._pieces
+
+    def spy(*args: Any) -> Any:
+        for piece, part in real_pieces(*args):
+            pieces.append(part.num_rows)
+            yield piece, part
+
+    monkeypatch.setattr(rules, "_pieces", spy)
+    size = 20_000
+    names = [[f"n{i}" for i in range(n * size, (n + 1) * size)] for n in range(2)]
+    names[0][100] = names[1][19_999] = f"{LEAK}-1"  # one duplicate, its second occurrence in part 1
+    names[1][500] = None
+    parts = [wide(list(range(n * size, (n + 1) * size)), names[n]) for n in range(2)]
+    checks = StreamChecks(unique=["name"], not_null=["name"])
+
+    result, keys = validate(storage, tmp_path, parts, checks, statistics=False, row_group_rows=7_000)
+
+    assert pieces and max(pieces) == 1_000
+    unique, nulls = check(result, "unique(name)"), check(result, "not_null(name)")
+    assert (unique.passed, unique.detail, unique.file) == (False, "1 duplicate row(s) of name", keys[1])
+    assert (nulls.passed, nulls.detail, nulls.file) == (False, "1 row(s) with a null value", keys[1])
+    assert check(result, "primary_key_unique").passed
+    assert_no_data(result)
+
+    ids: list[int | None] = list(range(size, 2 * size))
+    ids[15_000] = None  # row group 2 of part 1 (rows 14,000-20,999)
+    parts = [parts[0], wide(ids, names[1])]
+    result, keys = validate(storage, tmp_path / "nulls", parts, checks, statistics=False, row_group_rows=7_000)
+
+    assert assert_failed(result, "primary_key_not_null(id)", keys[1]).detail == "1 null value(s) in row group 2"
