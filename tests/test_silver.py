@@ -528,3 +528,18 @@ def test_a_keyed_batch_after_an_empty_first_batch_is_merged(tmp_path: Path) -> N
     assert apply_manifest(bronze, tables, write(bronze, "src", Batch(2, 0, False, (Op(1, 1, "a", False, 1),)))).applied
     assert apply_manifest(bronze, tables, write(bronze, "src", Batch(3, 0, False, (Op(1, 2, "b", False, 2),)))).applied
     assert silver_rows(tables, "src") == {1: "b"}
+
+
+def test_string_keys_with_quotes_merge_within_their_key_range(tmp_path: Path) -> None:
+    bronze, tables = LocalStorage(tmp_path / "bronze"), SilverTables(LocalStorage(tmp_path / "silver"))
+    text_keys = {"properties": {**SCHEMA["properties"], "id": {"type": "string"}}}
+    first = [Op("o'neil", 1, "a", False, 1), Op("zed", 1, "z", False, 2), Op("adam", 1, "x", False, 3)]  # type: ignore[arg-type]
+    apply_manifest(bronze, tables, write_batch(bronze, "src", 1, first, schema=text_keys))
+    second = [Op("o'neil", 2, "b", False, 4), Op("o'hara", 1, "c", False, 5), Op("adam", 2, "gone", True, 6)]  # type: ignore[arg-type]
+    result = apply_manifest(bronze, tables, write_batch(bronze, "src", 2, second, schema=text_keys))
+    assert (result.inserted, result.updated, result.deleted) == (1, 1, 1)
+    assert silver_rows(tables, "src") == {"o'neil": "b", "o'hara": "c", "zed": "z"}  # type: ignore[comparison-overlap]
+    assert silver_module._key_ranges(pa.table({"id": ["b'x", "a"], "n": [2, 1]}), ["id", "n"]) == [
+        "t.id >= 'a' AND t.id <= 'b''x'",
+        "t.n >= 1 AND t.n <= 2",
+    ]
