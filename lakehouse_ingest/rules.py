@@ -815,7 +815,7 @@ def _read(readers: _Readers, unit: Unit, columns: list[str], use_threads: bool) 
     return reader.read_row_groups(list(unit.groups), columns=columns, use_threads=use_threads)
 
 
-_BATCH_ROWS = 1 << 20  # a larger row group is read in batches of this many rows
+_BATCH_ROWS = 262_144  # a larger row group is read in batches of this many rows (bounds memory per worker)
 
 
 def _pieces(readers: _Readers, unit: Unit, columns: list[str], use_threads: bool) -> Iterator[tuple[Unit, pa.Table]]:
