@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -248,34 +249,57 @@ def _overwrite(
 ) -> SilverResult:
     """Replace the table with the snapshot (plus the batches after it that arrived first), in one commit.
 
-    The stream's tombstones are replaced first by the deletes of that same set of batches: a crash between the
-    two commits leaves the old table and the new tombstones, and re-running the batch converges.
+    Memory stays bounded by one file: the newest row per key is chosen from the key and version columns alone,
+    then the files are streamed into the commit one at a time, each reduced to its winning rows. The stream's
+    tombstones are replaced first by the deletes of that same set of batches: a crash between the two commits
+    leaves the old table and the new tombstones, and re-running the batch converges.
     """
     source, stream = manifest["source"], manifest["stream"]
-    batch = read_batch(bronze, manifest)
-    rows_in = batch.num_rows
-    parts = [batch] + [read_batch(bronze, load_manifest(bronze, source, stream, b.sync_id)) for b in later]
-    parts = [p for p in parts if p.num_rows]
-    rows = pa.concat_tables(parts, promote_options="permissive") if parts else pa.table({})
+    manifests = [manifest] + [load_manifest(bronze, source, stream, b.sync_id) for b in later]
+    files = [(m, item) for m in manifests for item in m["files"]]
+    schemas = [bronze.open_parquet(item["key"]).schema_arrow for _, item in files]
+    schema = _common_schema(schemas)
     keys = _keys(manifest)
-    deletes = None
-    if keys and rows.num_rows:
-        cursor = _cursor(manifest, rows)
-        rows = latest_per_key(rows, keys, cursor)
-        if CDC_DELETED in rows.column_names:
-            deleted = pc.is_valid(rows.column(CDC_DELETED))
-            deletes = rows.filter(deleted).select(keys + _version_columns(cursor))
-            rows = rows.filter(pc.invert(deleted))
-    _reset_tombstones(tables, source, stream, deletes)
-    if not rows.num_columns:
-        rows = pa.schema(list(AIRBYTE_FIELDS)).empty_table()
+    if keys and files:
+        cursor = _cursor(manifest, schema.empty_table())
+        slim = _slim_rows(bronze, files, schemas, keys + _version_columns(cursor) + [CDC_DELETED])
+        winners = latest_per_key(slim, keys, cursor)
+        deletes = None
+        if CDC_DELETED in winners.column_names:
+            deleted = pc.is_valid(winners.column(CDC_DELETED))
+            deletes = winners.filter(deleted).select(keys + _version_columns(cursor))
+            winners = winners.filter(pc.invert(deleted))
+        winners = winners.select(["__file", "__row"]).sort_by([("__file", "ascending"), ("__row", "ascending")])
+        counts = {int(c["values"]): int(c["counts"]) for c in pc.value_counts(winners.column("__file")).to_pylist()}
+        rows, offset = winners.column("__row").combine_chunks(), 0
+        selected: list[pa.Array | None] = []
+        for index in range(len(files)):  # the winners of each file, in file order
+            selected.append(rows.slice(offset, counts.get(index, 0)))
+            offset += counts.get(index, 0)
+        _reset_tombstones(tables, source, stream, deletes)
+    else:
+        for owner, item in files:
+            _check_rows(owner, item, bronze.open_parquet(item["key"]).metadata.num_rows)
+        selected = [None] * len(files)
+        _reset_tombstones(tables, source, stream, None)
+    inserted = sum(len(s) if s is not None else int(item["rows"]) for s, (_, item) in zip(selected, files, strict=True))
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for (_, item), rows_of_file in zip(files, selected, strict=True):
+            if rows_of_file is not None and len(rows_of_file) == 0:
+                continue
+            table = bronze.open_parquet(item["key"]).read()
+            if rows_of_file is not None:
+                table = table.take(rows_of_file)
+            yield from _conform(table, schema).to_batches()
+
     existing = tables.open(uri)
     replaced = existing.count() if existing is not None else 0
     later_ids = ",".join(str(b.sync_id) for b in later)
     extra = {"lakehouse.reapplied_sync_ids": later_ids} if later_ids else {}
     write_deltalake(
         uri,
-        rows,
+        pa.RecordBatchReader.from_batches(schema, batches()),
         mode="overwrite",
         schema_mode="merge",
         storage_options=tables.options,
@@ -287,11 +311,54 @@ def _overwrite(
         this.sync_id,
         uri,
         True,
-        rows_in,
-        inserted=rows.num_rows,
+        int(sum(int(item["rows"]) for item in manifest["files"])),
+        inserted=inserted,
         deleted=replaced,
         version=_version(tables, uri),
     )
+
+
+def _check_rows(manifest: dict[str, Any], item: dict[str, Any], found: int) -> None:
+    if found != item["rows"]:
+        raise ValidationFailed(
+            f"{manifest['source']}.{manifest['stream']}: {item['key']} holds {found} rows, "
+            f"its manifest says {item['rows']}"
+        )
+
+
+def _common_schema(schemas: list[pa.Schema]) -> pa.Schema:
+    """One schema for the files of a set of batches (types promoted; a column some files lack is nullable)."""
+    if not schemas:
+        return pa.schema(list(AIRBYTE_FIELDS))
+    unified = pa.unify_schemas(schemas, promote_options="permissive")
+    everywhere = set.intersection(*(set(s.names) for s in schemas))
+    return pa.schema([f if f.name in everywhere else f.with_nullable(True) for f in unified])
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns (missing ones null, types cast)."""
+    columns = [
+        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _slim_rows(
+    bronze: LakeStorage,
+    files: list[tuple[dict[str, Any], dict[str, Any]]],
+    schemas: list[pa.Schema],
+    wanted: list[str],
+) -> pa.Table:
+    """Keys, versions and the CDC column of every file's rows, with ``__file`` and ``__row`` (their position)."""
+    parts = []
+    for index, ((owner, item), file_schema) in enumerate(zip(files, schemas, strict=True)):
+        columns = [c for c in dict.fromkeys(wanted) if c in file_schema.names]
+        part = bronze.open_parquet(item["key"]).read(columns=columns)
+        _check_rows(owner, item, part.num_rows)
+        part = part.append_column("__file", pa.repeat(pa.scalar(index, pa.int32()), part.num_rows))
+        parts.append(part.append_column("__row", pa.array(range(part.num_rows), pa.int64())))
+    return pa.concat_tables(parts, promote_options="permissive")
 
 
 def _reset_tombstones(tables: SilverTables, source: str, stream: str, deletes: pa.Table | None) -> None:

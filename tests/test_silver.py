@@ -569,3 +569,34 @@ def test_string_keys_with_quotes_merge_within_their_key_range(tmp_path: Path) ->
         "t.id >= 'a' AND t.id <= 'b''x'",
         "t.n >= 1 AND t.n <= 2",
     ]
+
+
+def test_an_overwrite_of_several_files_is_streamed_file_by_file(lake_kind: str, tmp_path: Path) -> None:
+    with lake(lake_kind, tmp_path) as (bronze, tables):
+        apply_manifest(bronze, tables, write(bronze, "src", Batch(1, 1, True, (Op(9, 1, "old", False, 1),))))
+        wider = {"properties": {**SCHEMA["properties"], "extra": {"type": "string"}}}
+        part_a = write_batch(bronze, "src", 20, [Op(1, 1, "a", False, 2), Op(2, 1, "b-old", False, 3)])
+        part_b = write_batch(bronze, "src", 21, [Op(2, 2, "b", False, 4), Op(3, 1, "c", True, 5)], schema=wider)
+        snapshot = {
+            **part_a,
+            "sync_id": 22,
+            "generation_id": 2,
+            "destination_sync_mode": "overwrite",
+            "files": part_a["files"] + part_b["files"],
+            "rows": 4,
+        }
+        result = apply_manifest(bronze, tables, snapshot)
+        assert (result.applied, result.rows_in, result.inserted, result.deleted) == (True, 4, 2, 1)
+        table = tables.open(tables.table_uri("src", "items"))
+        assert table is not None
+        rows = sorted(table.to_pyarrow_table(columns=["id", "value", "extra"]).to_pylist(), key=lambda r: r["id"])
+        assert rows == [{"id": 1, "value": "a", "extra": None}, {"id": 2, "value": "b", "extra": "x"}]
+        dead = tables.open(tables.tombstone_uri("src", "items"))
+        assert dead is not None and dead.to_pyarrow_table(columns=["id"]).column("id").to_pylist() == [3]
+
+        # a file that disagrees with its manifest stops the overwrite before anything changes
+        broken = {**snapshot, "sync_id": 23, "generation_id": 3, "files": [{**part_a["files"][0], "rows": 7}]}
+        with pytest.raises(Exception, match="holds 2 rows, its manifest says 7"):
+            apply_manifest(bronze, tables, broken)
+        assert silver_rows(tables, "src") == {1: "a", 2: "b"}
+        assert 23 not in tables.applied_sync_ids("src", "items")
