@@ -68,9 +68,10 @@ def silver_merge(
             "; ".join(f"{r['source']}.{r['stream']} sync {r['sync_id']}: {r['detail']}" for r in failed)
         )
     get_run_logger().info(
-        "silver: %d batch(es) merged, %d already there",
+        "silver: %d batch(es) merged, %d already there, %d stale (older than the table's full-refresh snapshot)",
         sum(r["status"] == "merged" for r in rows),
         sum(r["status"] == "already_applied" for r in rows),
+        sum(r["status"] == "skipped_stale" for r in rows),
     )
     return rows
 
@@ -94,13 +95,13 @@ def _merge_in_sync_order(batches: list[Pending], bronze_uri: str, silver_uri: st
         if future.state.is_completed():
             result = future.result()
             row.update(
-                status="merged" if result.applied else "already_applied",
+                status="merged" if result.applied else "skipped_stale" if result.skipped else "already_applied",
                 table=result.table,
                 version=result.version,
                 inserted=result.inserted,
                 updated=result.updated,
                 deleted=result.deleted,
-                detail="",
+                detail=result.skipped or "",
             )
         else:
             error = future.state.result(raise_on_failure=False)
@@ -155,6 +156,8 @@ def run_silver(
                     f"silver {row['source']}.{row['stream']}: sync {row['sync_id']} -> {row['table']} "
                     f"(v{row['version']}: +{row['inserted']} ~{row['updated']} -{row['deleted']})"
                 )
+            elif row["status"] == "skipped_stale":
+                print(f"silver {row['source']}.{row['stream']}: sync {row['sync_id']} skipped: {row['detail']}")
         return 0
     error = state.result(raise_on_failure=False)
     print(f"error: {error}", file=sys.stderr)
