@@ -6,9 +6,15 @@
   never overwrite newer data. A CDC delete (``_ab_cdc_deleted_at`` set) removes the row; its key and version
   are kept in a tombstone table (``_tombstones/<source>/<stream>``) so that an older insert arriving later
   cannot bring the row back. Streams without a primary key are appended.
-- Exactly once: every commit carries the batch's sync id in its commit metadata; a manifest whose sync id is
-  already in the table's history is skipped. A Delta commit is atomic, so a crash leaves the previous version
-  intact and a re-run applies the batch again. New columns evolve the table schema.
+- Exactly once: every commit carries Delta application transactions (``txn`` actions, part of the table state,
+  so they survive checkpoints and log cleanup, unlike the commit history): ``lakehouse.sync.<sync_id>`` for the
+  batch (its generation and outcome) and ``lakehouse.snapshot`` (the newest applied full-refresh snapshot). A
+  manifest whose sync id has one is skipped. Every commit rewrites ``lakehouse.snapshot``, so two concurrent
+  commits to one table conflict and the loser fails instead of acting on a stale record. A table written before
+  this record existed is read from its commit history (``lakehouse.sync_id`` etc. in the commit info, which the
+  commits still carry) until its next commit copies that history into transactions. A Delta commit is atomic,
+  so a crash leaves the previous version intact and a re-run applies the batch again. New columns evolve the
+  table schema.
 - Full refresh (``destination_sync_mode`` ``overwrite``): the batch is a complete snapshot. Batches are ordered
   by ``(generation_id, sync_id)``; the table is always what applying the batches received so far in that order
   gives, starting from the newest snapshot among them. So an overwrite replaces the whole table (and the
@@ -23,19 +29,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from .arrow_types import AIRBYTE_FIELDS
 from .errors import ValidationFailed
-from .layout import manifest_key
+from .layout import manifest_key, stream_prefix
 from .names import safe_stream_dir, validate_source_name
 from .storage import LakeStorage, S3Storage
 
@@ -43,6 +49,9 @@ SYNC_ID_METADATA = "lakehouse.sync_id"
 GENERATION_METADATA = "lakehouse.generation_id"
 MODE_METADATA = "lakehouse.mode"  # overwrite | incremental | skipped
 SKIPPED_METADATA = "lakehouse.skipped"
+SYNC_APP_ID = "lakehouse.sync."  # + sync id; txn version: generation * 4 + outcome
+SNAPSHOT_APP_ID = "lakehouse.snapshot"  # txn version: 1 + sync id of the newest applied snapshot, 0 for none
+OUTCOMES = {"incremental": 1, "overwrite": 2, "skipped": 3}  # of a batch (its txn version, mod 4)
 OVERWRITE_MODES = frozenset({"overwrite", "overwrite_dedup", "overwrite_deduped"})
 CDC_DELETED = "_ab_cdc_deleted_at"
 EXTRACTED = "_airbyte_extracted_at"
@@ -97,27 +106,112 @@ class SilverTables:
         except TableNotFoundError:
             return None
 
-    def applied_sync_ids(self, source: str, stream: str) -> set[int]:
-        """Sync ids of the batches already merged into (or deliberately skipped by) the stream's table."""
-        return set(self.applied_batches(source, stream))
+    def record(self, source: str, stream: str) -> BatchRecord:
+        """The exactly-once record of the stream's table, as of now."""
+        return BatchRecord(self.open(self.table_uri(source, stream)))
 
-    def applied_batches(self, source: str, stream: str) -> dict[int, AppliedBatch]:
-        """The batches in the stream's table history, by sync id (commits before generations were recorded
-        count as generation 0, incremental)."""
-        table = self.open(self.table_uri(source, stream))
-        if table is None:
+    def applied_sync_ids(self, source: str, stream: str, candidates: Iterable[int] | None = None) -> set[int]:
+        """Sync ids of the batches already merged into (or deliberately skipped by) the stream's table.
+
+        With ``candidates`` (e.g. the sync ids of the manifests in bronze): exactly those of them that were
+        applied, one transaction lookup each. Without: the ones still in the table's commit history; batches
+        whose commits the log cleanup removed are missing, so callers deciding what is pending pass candidates.
+        """
+        return set(self.record(source, stream).batches(candidates))
+
+    def applied_batches(
+        self, source: str, stream: str, candidates: Iterable[int] | None = None
+    ) -> dict[int, AppliedBatch]:
+        """The batches applied to the stream's table, by sync id (see ``applied_sync_ids`` for ``candidates``;
+        commits before generations were recorded count as generation 0, incremental)."""
+        return self.record(source, stream).batches(candidates)
+
+
+class BatchRecord:
+    """Which batches a stream's table holds, and its newest full-refresh snapshot.
+
+    Read from the table's application transactions (``txn`` actions: table state, kept by checkpoints and never
+    expired, since they carry no ``lastUpdated``); Delta only offers point lookups of them. A table without
+    ``lakehouse.snapshot`` was written before this record: its commit history is read instead, and the next
+    commit copies it into transactions (``transactions``).
+    """
+
+    def __init__(self, table: DeltaTable | None) -> None:
+        self.table = table
+        self.legacy: dict[int, AppliedBatch] | None = None
+        if table is not None and table.transaction_version(SNAPSHOT_APP_ID) is None:
+            self.legacy = _history_batches(table)
+
+    def get(self, sync_id: int) -> AppliedBatch | None:
+        """The batch ``sync_id`` as applied (or skipped), or None if it is pending."""
+        if self.table is None:
+            return None
+        if self.legacy is not None:
+            return self.legacy.get(sync_id)
+        version = self.table.transaction_version(f"{SYNC_APP_ID}{sync_id}")
+        return None if version is None else _decode(sync_id, version)
+
+    def batches(self, candidates: Iterable[int] | None = None) -> dict[int, AppliedBatch]:
+        """The applied batches among ``candidates`` (default: the sync ids in the commit history)."""
+        if self.table is None:
             return {}
-        found = {}
-        for commit in table.history():
-            if SYNC_ID_METADATA in commit:
-                sync_id = int(commit[SYNC_ID_METADATA])
-                found[sync_id] = AppliedBatch(
-                    int(commit.get(GENERATION_METADATA, 0)),
-                    sync_id,
-                    overwrite=commit.get(MODE_METADATA) == "overwrite",
-                    skipped=commit.get(MODE_METADATA) == "skipped",
-                )
-        return found
+        if self.legacy is not None:
+            known = self.legacy
+            return dict(known) if candidates is None else {i: known[i] for i in candidates if i in known}
+        ids = _history_batches(self.table) if candidates is None else candidates
+        found = {sync_id: self.get(sync_id) for sync_id in ids}
+        return {sync_id: batch for sync_id, batch in found.items() if batch is not None}
+
+    def snapshot(self) -> AppliedBatch | None:
+        """The newest full-refresh snapshot applied to the table."""
+        if self.table is None:
+            return None
+        if self.legacy is not None:
+            return max((b for b in self.legacy.values() if b.overwrite and not b.skipped), default=None)
+        pointer = self.table.transaction_version(SNAPSHOT_APP_ID) or 0
+        return self.get(pointer - 1) if pointer > 0 else None
+
+    def transactions(self, this: AppliedBatch, mode: str) -> list[Transaction]:
+        """The application transactions of the commit that applies (``mode``) the batch ``this``."""
+        snapshot = this if mode == "overwrite" else self.snapshot()
+        transactions = [
+            Transaction(f"{SYNC_APP_ID}{this.sync_id}", _encode(this.generation_id, mode)),
+            Transaction(SNAPSHOT_APP_ID, snapshot.sync_id + 1 if snapshot is not None else 0),
+        ]
+        for batch in (self.legacy or {}).values():  # a table from before the record: carry its history over
+            if batch.sync_id != this.sync_id:
+                outcome = "skipped" if batch.skipped else "overwrite" if batch.overwrite else "incremental"
+                transactions.append(Transaction(f"{SYNC_APP_ID}{batch.sync_id}", _encode(batch.generation_id, outcome)))
+        return transactions
+
+
+def _encode(generation_id: int, mode: str) -> int:
+    """A batch's transaction version: its generation and outcome (``generation * 4 + OUTCOMES[mode]``)."""
+    if generation_id < 0:
+        raise ValidationFailed(f"generation_id {generation_id} is negative")
+    return generation_id * 4 + OUTCOMES[mode]
+
+
+def _decode(sync_id: int, version: int) -> AppliedBatch:
+    generation, outcome = divmod(version, 4)
+    return AppliedBatch(
+        generation, sync_id, overwrite=outcome == OUTCOMES["overwrite"], skipped=outcome == OUTCOMES["skipped"]
+    )
+
+
+def _history_batches(table: DeltaTable) -> dict[int, AppliedBatch]:
+    """The batches named in the commit history (what remains of it after log cleanup)."""
+    found = {}
+    for commit in table.history():
+        if SYNC_ID_METADATA in commit:
+            sync_id = int(commit[SYNC_ID_METADATA])
+            found[sync_id] = AppliedBatch(
+                int(commit.get(GENERATION_METADATA, 0)),
+                sync_id,
+                overwrite=commit.get(MODE_METADATA) == "overwrite",
+                skipped=commit.get(MODE_METADATA) == "skipped",
+            )
+    return found
 
 
 def load_manifest(bronze: LakeStorage, source: str, stream: str, sync_id: int) -> dict[str, Any]:
@@ -169,29 +263,43 @@ def apply_manifest(bronze: LakeStorage, tables: SilverTables, manifest: dict[str
     source, stream, sync_id = manifest["source"], manifest["stream"], int(manifest["sync_id"])
     this = AppliedBatch(int(manifest.get("generation_id") or 0), sync_id, overwrite=is_overwrite(manifest))
     uri = tables.table_uri(source, stream)
-    applied = tables.applied_batches(source, stream)
-    if sync_id in applied:
+    record = tables.record(source, stream)
+    if record.get(sync_id) is not None:
         return SilverResult(source, stream, sync_id, uri, applied=False)
-    snapshot = max((b for b in applied.values() if b.overwrite and not b.skipped), default=None)
+    snapshot = record.snapshot()
     if snapshot is not None and (this.generation_id, sync_id) < (snapshot.generation_id, snapshot.sync_id):
         reason = (
             f"stale: generation {this.generation_id} (sync {sync_id}) is older than the full-refresh snapshot "
             f"already in silver (generation {snapshot.generation_id}, sync {snapshot.sync_id})"
         )
-        return _skip(tables, uri, manifest, this, reason)
+        return _skip(tables, record, uri, manifest, this, reason)
     if this.overwrite:
-        later = sorted(b for b in applied.values() if not b.skipped and b > this)
-        return _overwrite(bronze, tables, uri, manifest, this, later)
+        # the batches after it that were applied first: Delta only looks transactions up one by one, so the
+        # candidates are the stream's manifests in bronze
+        candidates = _manifest_sync_ids(bronze, source, stream) - {sync_id}
+        later = sorted(b for b in record.batches(candidates).values() if not b.skipped and b > this)
+        return _overwrite(bronze, tables, record, uri, manifest, this, later)
     batch = read_batch(bronze, manifest)
-    commit = _commit_properties(manifest, this, "incremental")
+    commit = _commit_properties(manifest, this, "incremental", record)
     keys = _keys(manifest)
     if not keys or batch.num_rows == 0:
-        return _append(tables, uri, batch, manifest, commit)
+        return _append(tables, record, uri, batch, manifest, commit)
     cursor = _cursor(manifest, batch)
     latest = latest_per_key(batch, keys, cursor)
     latest = _drop_tombstoned(tables, source, stream, latest, keys, cursor)
-    _record_tombstones(tables, source, stream, latest, keys, cursor)
-    return _merge(tables, uri, latest, keys, cursor, manifest, commit, batch.num_rows)
+    _record_tombstones(tables, source, stream, latest, keys, cursor, _commit_properties(manifest, this, "incremental"))
+    return _merge(tables, record, uri, latest, keys, cursor, manifest, commit, batch.num_rows)
+
+
+def _manifest_sync_ids(bronze: LakeStorage, source: str, stream: str) -> set[int]:
+    """The sync ids of the stream's manifests in bronze."""
+    names = (obj.key.rsplit("/", 1)[-1] for obj in bronze.list(f"{stream_prefix(source, stream)}/_manifests"))
+    return {int(name[: -len(".json")]) for name in names if name.endswith(".json") and name[: -len(".json")].isdigit()}
+
+
+def _target(record: BatchRecord, uri: str) -> DeltaTable | str:
+    """Where a commit goes: the table as read with the record (so a concurrent commit conflicts), or its uri."""
+    return record.table if record.table is not None else uri
 
 
 def _keys(manifest: dict[str, Any]) -> list[str]:
@@ -203,8 +311,15 @@ def _cursor(manifest: dict[str, Any], batch: pa.Table) -> str | None:
     return cursor_field[0] if len(cursor_field) == 1 and cursor_field[0] in batch.column_names else None
 
 
-def _commit_properties(manifest: dict[str, Any], this: AppliedBatch, mode: str, **extra: str) -> CommitProperties:
+def _commit_properties(
+    manifest: dict[str, Any], this: AppliedBatch, mode: str, record: BatchRecord | None = None, **extra: str
+) -> CommitProperties:
+    """The batch in the commit info (lineage) and as application transactions (the record): those of ``record``
+    for the stream's table, the batch's own alone for its tombstones (informational: never read, so a crash
+    between the tombstones and the table is repaired by the re-run)."""
+    own = [Transaction(f"{SYNC_APP_ID}{this.sync_id}", _encode(this.generation_id, mode))]
     return CommitProperties(
+        app_transactions=record.transactions(this, mode) if record is not None else own,
         custom_metadata={
             SYNC_ID_METADATA: str(this.sync_id),
             GENERATION_METADATA: str(this.generation_id),
@@ -212,15 +327,17 @@ def _commit_properties(manifest: dict[str, Any], this: AppliedBatch, mode: str, 
             "lakehouse.source": manifest["source"],
             "lakehouse.stream": manifest["stream"],
             **extra,
-        }
+        },
     )
 
 
-def _skip(tables: SilverTables, uri: str, manifest: dict[str, Any], this: AppliedBatch, reason: str) -> SilverResult:
+def _skip(
+    tables: SilverTables, record: BatchRecord, uri: str, manifest: dict[str, Any], this: AppliedBatch, reason: str
+) -> SilverResult:
     """Commit no rows, only the stale batch's sync id and why it was skipped (so it is never pending again)."""
-    commit = _commit_properties(manifest, this, "skipped", **{SKIPPED_METADATA: reason})
+    commit = _commit_properties(manifest, this, "skipped", record, **{SKIPPED_METADATA: reason})
     write_deltalake(
-        uri,
+        _target(record, uri),
         pa.schema(list(AIRBYTE_FIELDS)).empty_table(),
         mode="append",
         schema_mode="merge",
@@ -242,6 +359,7 @@ def _skip(tables: SilverTables, uri: str, manifest: dict[str, Any], this: Applie
 def _overwrite(
     bronze: LakeStorage,
     tables: SilverTables,
+    record: BatchRecord,
     uri: str,
     manifest: dict[str, Any],
     this: AppliedBatch,
@@ -260,6 +378,7 @@ def _overwrite(
     schemas = [bronze.open_parquet(item["key"]).schema_arrow for _, item in files]
     schema = _common_schema(schemas)
     keys = _keys(manifest)
+    tombstone_commit = _commit_properties(manifest, this, "overwrite")
     if keys and files:
         cursor = _cursor(manifest, schema.empty_table())
         slim = _slim_rows(bronze, files, schemas, keys + _version_columns(cursor) + [CDC_DELETED])
@@ -276,12 +395,12 @@ def _overwrite(
         for index in range(len(files)):  # the winners of each file, in file order
             selected.append(rows.slice(offset, counts.get(index, 0)))
             offset += counts.get(index, 0)
-        _reset_tombstones(tables, source, stream, deletes)
+        _reset_tombstones(tables, source, stream, deletes, tombstone_commit)
     else:
         for owner, item in files:
             _check_rows(owner, item, bronze.open_parquet(item["key"]).metadata.num_rows)
         selected = [None] * len(files)
-        _reset_tombstones(tables, source, stream, None)
+        _reset_tombstones(tables, source, stream, None, tombstone_commit)
     inserted = sum(len(s) if s is not None else int(item["rows"]) for s, (_, item) in zip(selected, files, strict=True))
 
     def batches() -> Iterator[pa.RecordBatch]:
@@ -293,17 +412,16 @@ def _overwrite(
                 table = table.take(rows_of_file)
             yield from _conform(table, schema).to_batches()
 
-    existing = tables.open(uri)
-    replaced = existing.count() if existing is not None else 0
+    replaced = record.table.count() if record.table is not None else 0
     later_ids = ",".join(str(b.sync_id) for b in later)
     extra = {"lakehouse.reapplied_sync_ids": later_ids} if later_ids else {}
     write_deltalake(
-        uri,
+        _target(record, uri),
         pa.RecordBatchReader.from_batches(schema, batches()),
         mode="overwrite",
         schema_mode="merge",
         storage_options=tables.options,
-        commit_properties=_commit_properties(manifest, this, "overwrite", **extra),
+        commit_properties=_commit_properties(manifest, this, "overwrite", record, **extra),
     )
     return SilverResult(
         source,
@@ -361,25 +479,44 @@ def _slim_rows(
     return pa.concat_tables(parts, promote_options="permissive")
 
 
-def _reset_tombstones(tables: SilverTables, source: str, stream: str, deletes: pa.Table | None) -> None:
+def _reset_tombstones(
+    tables: SilverTables, source: str, stream: str, deletes: pa.Table | None, commit: CommitProperties
+) -> None:
     """The stream's tombstones become exactly ``deletes`` (those of the new snapshot and what follows it)."""
     uri = tables.tombstone_uri(source, stream)
     if deletes is None or deletes.num_rows == 0:
         existing = tables.open(uri)
         if existing is not None:
-            existing.delete()
+            existing.delete(commit_properties=commit)  # no commit when it is empty already
         return
-    write_deltalake(uri, deletes, mode="overwrite", schema_mode="overwrite", storage_options=tables.options)
+    write_deltalake(
+        uri,
+        deletes,
+        mode="overwrite",
+        schema_mode="overwrite",
+        storage_options=tables.options,
+        commit_properties=commit,
+    )
 
 
 def _append(
-    tables: SilverTables, uri: str, batch: pa.Table, manifest: dict[str, Any], commit: CommitProperties
+    tables: SilverTables,
+    record: BatchRecord,
+    uri: str,
+    batch: pa.Table,
+    manifest: dict[str, Any],
+    commit: CommitProperties,
 ) -> SilverResult:
     source, stream, sync_id = manifest["source"], manifest["stream"], int(manifest["sync_id"])
-    if batch.num_rows == 0 and tables.open(uri) is None:
+    if batch.num_rows == 0 and record.table is None:
         batch = pa.schema(list(AIRBYTE_FIELDS)).empty_table()  # a zero-row first batch still creates the table
     write_deltalake(
-        uri, batch, mode="append", schema_mode="merge", storage_options=tables.options, commit_properties=commit
+        _target(record, uri),
+        batch,
+        mode="append",
+        schema_mode="merge",
+        storage_options=tables.options,
+        commit_properties=commit,
     )
     return SilverResult(
         source, stream, sync_id, uri, True, batch.num_rows, inserted=batch.num_rows, version=_version(tables, uri)
@@ -388,6 +525,7 @@ def _append(
 
 def _merge(
     tables: SilverTables,
+    record: BatchRecord,
     uri: str,
     latest: pa.Table,
     keys: list[str],
@@ -397,14 +535,19 @@ def _merge(
     rows_in: int,
 ) -> SilverResult:
     source, stream, sync_id = manifest["source"], manifest["stream"], int(manifest["sync_id"])
-    table = tables.open(uri)
+    table = record.table
     has_cdc = CDC_DELETED in latest.column_names
     if table is None or not set(keys) <= {f.name for f in table.schema().fields}:
         # first batch (or the table only has the Airbyte columns of empty batches, so no row can match): the
         # latest non-deleted records are appended
         rows = latest.filter(pc.is_null(latest.column(CDC_DELETED))) if has_cdc else latest
         write_deltalake(
-            uri, rows, mode="append", schema_mode="merge", storage_options=tables.options, commit_properties=commit
+            _target(record, uri),
+            rows,
+            mode="append",
+            schema_mode="merge",
+            storage_options=tables.options,
+            commit_properties=commit,
         )
         return SilverResult(
             source, stream, sync_id, uri, True, rows_in, inserted=rows.num_rows, version=_version(tables, uri)
@@ -426,7 +569,7 @@ def _merge(
     metrics = merger.when_not_matched_insert_all(predicate=f"NOT ({is_delete})").execute()
     if _version(tables, uri) == before:  # nothing changed, so delta-rs made no commit: record the sync id anyway
         write_deltalake(
-            uri,
+            table,
             latest.slice(0, 0),
             mode="append",
             schema_mode="merge",
@@ -517,7 +660,13 @@ def _drop_tombstoned(
 
 
 def _record_tombstones(
-    tables: SilverTables, source: str, stream: str, latest: pa.Table, keys: list[str], cursor: str | None
+    tables: SilverTables,
+    source: str,
+    stream: str,
+    latest: pa.Table,
+    keys: list[str],
+    cursor: str | None,
+    commit: CommitProperties,
 ) -> None:
     """Remember each delete's key and version (newest wins), before the main table commit."""
     if CDC_DELETED not in latest.column_names:
@@ -528,10 +677,16 @@ def _record_tombstones(
     uri = tables.tombstone_uri(source, stream)
     existing = tables.open(uri)
     if existing is None:
-        write_deltalake(uri, deletes, mode="append", storage_options=tables.options)
+        write_deltalake(uri, deletes, mode="append", storage_options=tables.options, commit_properties=commit)
         return
     (
-        existing.merge(deletes, " AND ".join(f"t.{k} = s.{k}" for k in keys), source_alias="s", target_alias="t")
+        existing.merge(
+            deletes,
+            " AND ".join(f"t.{k} = s.{k}" for k in keys),
+            source_alias="s",
+            target_alias="t",
+            commit_properties=commit,
+        )
         .when_matched_update_all(predicate=_newer("s", "t", cursor))
         .when_not_matched_insert_all()
         .execute()

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
+from deltalake.exceptions import CommitFailedError
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +25,7 @@ from lakehouse_ingest import silver as silver_module
 from lakehouse_ingest.arrow_types import stream_columns
 from lakehouse_ingest.layout import manifest_key
 from lakehouse_ingest.records import RecordConverter
-from lakehouse_ingest.silver import SilverTables, apply_manifest, latest_per_key
+from lakehouse_ingest.silver import SilverTables, apply_manifest, latest_per_key, load_manifest
 from lakehouse_ingest.storage import LakeStorage, LocalStorage, open_storage
 
 SCHEMA = {
@@ -336,8 +337,25 @@ def build_batches(plans: list[tuple[list[Op], str]]) -> list[Batch]:
     return batches
 
 
+def purge_log(tables: SilverTables, uri: str) -> None:
+    """What Delta's log cleanup does once ``delta.logRetentionDuration`` has passed: a checkpoint, then every
+    commit file before it deleted (their commit info, ``lakehouse.sync_id`` etc., with them)."""
+    table = DeltaTable(uri, storage_options=tables.options)
+    table.alter.set_table_properties({"delta.logRetentionDuration": "interval 0 seconds"})
+    table = DeltaTable(uri, storage_options=tables.options)
+    table.create_checkpoint()
+    table.cleanup_metadata()
+    assert [h["version"] for h in DeltaTable(uri, storage_options=tables.options).history()] == [table.version()]
+
+
 def check_any_arrival_order(
-    kind: str, tmp_path: Path, plans: list[tuple[list[Op], str]], arrival: Any, replay: int, keyed: bool
+    kind: str,
+    tmp_path: Path,
+    plans: list[tuple[list[Op], str]],
+    arrival: Any,
+    replay: int,
+    keyed: bool,
+    purge_after: int | None = None,
 ) -> None:
     batches = build_batches(plans)
     with lake(kind, tmp_path) as (bronze, tables):
@@ -345,14 +363,17 @@ def check_any_arrival_order(
         order = list(batches)
         arrival.shuffle(order)
         received: list[Batch] = []
-        for batch in order:
+        for index, batch in enumerate(order):
             stale = is_stale(batch, received)
             result = apply_manifest(bronze, tables, manifests[batch.sync_id])
             received.append(batch)
             assert (result.applied, result.skipped is not None) == (not stale, stale)
             # after every arrival, silver is what the batches received so far give in sync order
             assert silver_state(tables, "src", keyed) == expected(received, keyed)
-        assert tables.applied_sync_ids("src", "items") == {b.sync_id for b in batches}
+            if index == purge_after:  # the log cleanup removes the history so far: the record must not need it
+                purge_log(tables, tables.table_uri("src", "items"))
+        all_ids = {b.sync_id for b in batches}
+        assert tables.applied_sync_ids("src", "items", candidates=all_ids | {999}) == all_ids
 
         version = tables.open(tables.table_uri("src", "items")).version()  # type: ignore[union-attr]
         again = apply_manifest(bronze, tables, manifests[batches[replay % len(batches)].sync_id])
@@ -368,8 +389,17 @@ class InOrder:
         pass
 
 
+purges = st.none() | st.integers(0, 5)  # the log cleanup after that many arrivals (plus one), or never
+
+
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(plans=batch_plans, arrival=st.randoms(use_true_random=False), replay=st.integers(0, 10), keyed=st.booleans())
+@given(
+    plans=batch_plans,
+    arrival=st.randoms(use_true_random=False),
+    replay=st.integers(0, 10),
+    keyed=st.booleans(),
+    purge_after=purges,
+)
 # a snapshot's delete must stop an older insert after it; a tombstone from before the snapshot must not
 @example(
     plans=[
@@ -380,19 +410,37 @@ class InOrder:
     arrival=InOrder(),
     replay=0,
     keyed=True,
+    purge_after=None,
 )
 def test_overwrite_and_incremental_batches_equal_the_reference_in_any_arrival_order(
-    tmp_path: Path, plans: list[tuple[list[Op], str]], arrival: Any, replay: int, keyed: bool
+    tmp_path: Path,
+    plans: list[tuple[list[Op], str]],
+    arrival: Any,
+    replay: int,
+    keyed: bool,
+    purge_after: int | None,
 ) -> None:
-    check_any_arrival_order("local", tmp_path, plans, arrival, replay, keyed)
+    check_any_arrival_order("local", tmp_path, plans, arrival, replay, keyed, purge_after)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(plans=batch_plans, arrival=st.randoms(use_true_random=False), replay=st.integers(0, 10), keyed=st.booleans())
+@given(
+    plans=batch_plans,
+    arrival=st.randoms(use_true_random=False),
+    replay=st.integers(0, 10),
+    keyed=st.booleans(),
+    purge_after=purges,
+)
 def test_overwrite_and_incremental_batches_equal_the_reference_on_s3(
-    s3_env: Any, tmp_path: Path, plans: list[tuple[list[Op], str]], arrival: Any, replay: int, keyed: bool
+    s3_env: Any,
+    tmp_path: Path,
+    plans: list[tuple[list[Op], str]],
+    arrival: Any,
+    replay: int,
+    keyed: bool,
+    purge_after: int | None,
 ) -> None:
-    check_any_arrival_order("s3", tmp_path, plans, arrival, replay, keyed)
+    check_any_arrival_order("s3", tmp_path, plans, arrival, replay, keyed, purge_after)
 
 
 def test_an_overwrite_replaces_the_table_in_one_commit(lake_kind: str, tmp_path: Path) -> None:
@@ -541,7 +589,10 @@ def test_a_crash_inside_an_overwrite_leaves_the_old_table_and_a_rerun_converges(
         with pytest.raises(RuntimeError):
             apply_manifest(bronze, tables, snapshot)
     assert silver_rows(tables, "src") == {1: "a"}
-    assert 3 not in tables.applied_sync_ids("src", "items")
+    assert 3 not in tables.applied_sync_ids("src", "items", candidates=[3])
+    # the tombstones carry the batch's transaction too, but only the table's record counts
+    tombstones = tables.open(tables.tombstone_uri("src", "items"))
+    assert tombstones is not None and tombstones.transaction_version("lakehouse.sync.3") == 2 * 4 + 2
     assert apply_manifest(bronze, tables, snapshot).applied
     assert silver_rows(tables, "src") == {2: "b"}
     dead = tables.open(tables.tombstone_uri("src", "items")).to_pyarrow_table(columns=["id"])  # type: ignore[union-attr]
@@ -600,3 +651,106 @@ def test_an_overwrite_of_several_files_is_streamed_file_by_file(lake_kind: str, 
             apply_manifest(bronze, tables, broken)
         assert silver_rows(tables, "src") == {1: "a", 2: "b"}
         assert 23 not in tables.applied_sync_ids("src", "items")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The exactly-once record: Delta application transactions, which survive checkpoints and log cleanup.
+
+
+def test_the_record_survives_log_cleanup(lake_kind: str, tmp_path: Path) -> None:
+    with lake(lake_kind, tmp_path) as (bronze, tables):
+        uri = tables.table_uri("src", "items")
+        first = [
+            Batch(1, 1, True, (Op(1, 1, "a", False, 1), Op(2, 1, "b", False, 2))),
+            Batch(2, 1, False, (Op(3, 1, "c", False, 3),)),
+            Batch(5, 2, True, (Op(1, 2, "A", False, 4), Op(4, 1, "d", False, 5))),
+            Batch(6, 2, False, (Op(4, 9, "gone", True, 6), Op(5, 1, "e", False, 7))),
+        ]
+        manifests = {b.sync_id: write(bronze, "src", b) for b in first}
+        for sync_id in (1, 2, 5, 6):
+            assert apply_manifest(bronze, tables, manifests[sync_id]).applied
+        assert silver_rows(tables, "src") == {1: "A", 5: "e"}
+        purge_log(tables, uri)
+        history = DeltaTable(uri, storage_options=tables.options).history()
+        assert not any("lakehouse.sync_id" in h for h in history)  # the commit info of every batch is gone
+        version = DeltaTable(uri, storage_options=tables.options).version()
+
+        # (a) a replayed batch is still a no-op
+        for sync_id in (1, 2, 5, 6):
+            again = apply_manifest(bronze, tables, manifests[sync_id])
+            assert (again.applied, again.skipped) == (False, None)
+        assert DeltaTable(uri, storage_options=tables.options).version() == version
+        assert silver_rows(tables, "src") == {1: "A", 5: "e"}
+        assert tables.applied_sync_ids("src", "items", candidates=range(1, 9)) == {1, 2, 5, 6}
+        assert tables.applied_sync_ids("src", "items") == set()  # only what the log still names
+
+        # (b) a late older generation is still skipped, and an earlier snapshot of the same generation too
+        for stale in (Batch(3, 1, False, (Op(2, 9, "back", False, 8),)), Batch(4, 2, True, (Op(9, 1, "x", False, 9),))):
+            skipped = apply_manifest(bronze, tables, write(bronze, "src", stale))
+            assert not skipped.applied
+            assert skipped.skipped is not None and skipped.skipped.endswith("(generation 2, sync 5)")
+        assert silver_rows(tables, "src") == {1: "A", 5: "e"}
+        # the tombstone of key 4 (sync 6) holds too
+        apply_manifest(bronze, tables, write(bronze, "src", Batch(7, 2, False, (Op(4, 3, "late", False, 10),))))
+        assert silver_rows(tables, "src") == {1: "A", 5: "e"}
+
+        # a snapshot arriving after a later batch of its generation, with the log cleaned up in between, still
+        # re-reads that batch from bronze
+        after = Batch(9, 3, False, (Op(1, 5, "after", False, 11),))
+        apply_manifest(bronze, tables, write(bronze, "src", after))
+        purge_log(tables, uri)
+        result = apply_manifest(bronze, tables, write(bronze, "src", Batch(8, 3, True, (Op(1, 1, "snap", False, 12),))))
+        assert result.applied
+        assert silver_rows(tables, "src") == {1: "after"}
+        last = DeltaTable(uri, storage_options=tables.options).history(1)[0]
+        assert last["lakehouse.reapplied_sync_ids"] == "9"
+        assert tables.applied_sync_ids("src", "items", candidates=range(1, 12)) == set(range(1, 10))
+
+
+def test_a_table_from_before_the_record_is_read_from_its_history_then_carried_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bronze, tables = LocalStorage(tmp_path / "bronze"), SilverTables(LocalStorage(tmp_path / "silver"))
+    uri = tables.table_uri("src", "items")
+    old = [Batch(1, 1, True, (Op(1, 1, "a", False, 1),)), Batch(2, 1, False, (Op(2, 1, "b", False, 2),))]
+    manifests = {b.sync_id: write(bronze, "src", b) for b in old}
+    with monkeypatch.context() as patch:  # the commits of the previous release: commit info only
+        patch.setattr(silver_module.BatchRecord, "transactions", lambda *args: [])
+        for batch in old:
+            assert apply_manifest(bronze, tables, manifests[batch.sync_id]).applied
+    table = DeltaTable(uri)
+    assert table.transaction_version(silver_module.SNAPSHOT_APP_ID) is None
+    assert tables.applied_sync_ids("src", "items") == {1, 2}
+    version = table.version()
+    assert not apply_manifest(bronze, tables, manifests[2]).applied  # the history still says so
+    assert DeltaTable(uri).version() == version
+
+    # the next commit (here: a stale batch's skip) carries the history over into transactions
+    skipped = apply_manifest(bronze, tables, write(bronze, "src", Batch(3, 0, False, (Op(3, 1, "c", False, 3),))))
+    assert skipped.skipped is not None and skipped.skipped.endswith("(generation 1, sync 1)")
+    table = DeltaTable(uri)
+    assert table.transaction_version(silver_module.SNAPSHOT_APP_ID) == 2  # 1 + the sync id of the snapshot
+    assert [table.transaction_version(f"lakehouse.sync.{i}") for i in (1, 2, 3)] == [4 + 2, 4 + 1, 0 + 3]
+    purge_log(tables, uri)
+    for sync_id in (1, 2, 3):
+        assert not apply_manifest(bronze, tables, load_manifest(bronze, "src", "items", sync_id)).applied
+    stale = apply_manifest(bronze, tables, write(bronze, "src", Batch(4, 0, True, (Op(9, 1, "x", False, 4),))))
+    assert stale.skipped is not None
+    assert apply_manifest(bronze, tables, write(bronze, "src", Batch(5, 1, False, (Op(5, 1, "e", False, 5),)))).applied
+    assert silver_rows(tables, "src") == {1: "a", 2: "b", 5: "e"}
+
+
+def test_a_commit_from_a_stale_record_conflicts_instead_of_applying_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bronze, tables = LocalStorage(tmp_path / "bronze"), SilverTables(LocalStorage(tmp_path / "silver"))
+    apply_manifest(bronze, tables, write(bronze, "logs", Batch(1, 0, False, (Op(1, 1, "a", False, 1),)), False))
+    second = write(bronze, "logs", Batch(2, 0, False, (Op(2, 1, "b", False, 2),)), False)
+    read_before = tables.record("logs", "items")  # another worker read the record, then this one committed
+    apply_manifest(bronze, tables, second)
+    with monkeypatch.context() as patch:
+        patch.setattr(SilverTables, "record", lambda *args: read_before)
+        with pytest.raises(CommitFailedError):  # a blind append, which Delta would otherwise let through
+            apply_manifest(bronze, tables, second)
+    assert silver_state(tables, "logs", keyed=False) == Counter({(1, "a"): 1, (2, "b"): 1})
+    assert not apply_manifest(bronze, tables, second).applied
