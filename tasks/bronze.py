@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from deltalake.exceptions import CommitFailedError
 from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
@@ -38,10 +39,12 @@ R = TypeVar("R")
 
 
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what can heal by itself: storage hiccups and package-index hiccups while installing."""
+    """Retry only what can heal by itself: storage hiccups, package-index hiccups while installing, and a
+    Delta commit that lost a race to another writer (the retry re-reads the table's record, then applies or
+    finds the batch already there)."""
     try:
         state.result()
-    except (StorageError, ConnectorInstallError, ConnectionError, TimeoutError):
+    except (StorageError, ConnectorInstallError, ConnectionError, TimeoutError, CommitFailedError):
         return True
     except Exception:
         return False

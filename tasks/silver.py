@@ -39,7 +39,10 @@ def pending_batches_task(source: str, bronze_uri: str, silver_uri: str) -> list[
                 found.add((match["source"], match["stream"], int(match["id"])))
     with opened_storage(silver_uri) as silver:
         tables = SilverTables(silver)
-        applied = {stream: tables.applied_sync_ids(source, stream) for stream in {s for _, s, _ in found}}
+        applied = {
+            stream: tables.applied_sync_ids(source, stream, candidates={i for _, s, i in found if s == stream})
+            for stream in {s for _, s, _ in found}
+        }
     pending = sorted((b for b in found if b[2] not in applied[b[1]]), key=lambda b: (b[1], b[2]))
     get_run_logger().info("%s: %d batch(es) waiting for silver", source, len(pending))
     return pending
