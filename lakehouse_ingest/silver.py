@@ -297,6 +297,13 @@ def _manifest_sync_ids(bronze: LakeStorage, source: str, stream: str) -> set[int
     return {int(name[: -len(".json")]) for name in names if name.endswith(".json") and name[: -len(".json")].isdigit()}
 
 
+def _append_rows(tables: SilverTables, target: DeltaTable | str, rows: pa.Table, commit: CommitProperties) -> None:
+    """Append ``rows`` (new columns evolve the schema) in one commit carrying ``commit``'s record."""
+    write_deltalake(
+        target, rows, mode="append", schema_mode="merge", storage_options=tables.options, commit_properties=commit
+    )
+
+
 def _target(record: BatchRecord, uri: str) -> DeltaTable | str:
     """Where a commit goes: the table as read with the record (so a concurrent commit conflicts), or its uri."""
     return record.table if record.table is not None else uri
@@ -336,14 +343,7 @@ def _skip(
 ) -> SilverResult:
     """Commit no rows, only the stale batch's sync id and why it was skipped (so it is never pending again)."""
     commit = _commit_properties(manifest, this, "skipped", record, **{SKIPPED_METADATA: reason})
-    write_deltalake(
-        _target(record, uri),
-        pa.schema(list(AIRBYTE_FIELDS)).empty_table(),
-        mode="append",
-        schema_mode="merge",
-        storage_options=tables.options,
-        commit_properties=commit,
-    )
+    _append_rows(tables, _target(record, uri), pa.schema(list(AIRBYTE_FIELDS)).empty_table(), commit)
     return SilverResult(
         manifest["source"],
         manifest["stream"],
@@ -510,14 +510,7 @@ def _append(
     source, stream, sync_id = manifest["source"], manifest["stream"], int(manifest["sync_id"])
     if batch.num_rows == 0 and record.table is None:
         batch = pa.schema(list(AIRBYTE_FIELDS)).empty_table()  # a zero-row first batch still creates the table
-    write_deltalake(
-        _target(record, uri),
-        batch,
-        mode="append",
-        schema_mode="merge",
-        storage_options=tables.options,
-        commit_properties=commit,
-    )
+    _append_rows(tables, _target(record, uri), batch, commit)
     return SilverResult(
         source, stream, sync_id, uri, True, batch.num_rows, inserted=batch.num_rows, version=_version(tables, uri)
     )
@@ -541,14 +534,7 @@ def _merge(
         # first batch (or the table only has the Airbyte columns of empty batches, so no row can match): the
         # latest non-deleted records are appended
         rows = latest.filter(pc.is_null(latest.column(CDC_DELETED))) if has_cdc else latest
-        write_deltalake(
-            _target(record, uri),
-            rows,
-            mode="append",
-            schema_mode="merge",
-            storage_options=tables.options,
-            commit_properties=commit,
-        )
+        _append_rows(tables, _target(record, uri), rows, commit)
         return SilverResult(
             source, stream, sync_id, uri, True, rows_in, inserted=rows.num_rows, version=_version(tables, uri)
         )
@@ -568,14 +554,7 @@ def _merge(
     before = table.version()
     metrics = merger.when_not_matched_insert_all(predicate=f"NOT ({is_delete})").execute()
     if _version(tables, uri) == before:  # nothing changed, so delta-rs made no commit: record the sync id anyway
-        write_deltalake(
-            table,
-            latest.slice(0, 0),
-            mode="append",
-            schema_mode="merge",
-            storage_options=tables.options,
-            commit_properties=commit,
-        )
+        _append_rows(tables, table, latest.slice(0, 0), commit)
     return SilverResult(
         source,
         stream,

@@ -12,6 +12,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -266,25 +267,13 @@ class AirbyteClient:
     # -- connections and workspaces -----------------------------------------------------------------
     def get_connection(self, connection_id: str) -> Connection:
         """The connection; ConnectionNotFoundError for an unknown id."""
-        try:
-            if self.settings.api == "public":
+        if self.settings.api == "public":
+            with _connection_not_found(connection_id):
                 raw = self._call(
                     "GET", f"{self.settings.public_base}/connections/{connection_id}", connection_id=connection_id
                 )
-                return Connection.from_public_api(raw)
-            raw = self._call(
-                "POST",
-                f"{self.settings.config_base}/connections/get",
-                json={"connectionId": connection_id},
-                connection_id=connection_id,
-            )
-            return Connection.from_config_api(raw)
-        except AirbyteRequestError as exc:
-            if exc.http_status in (404, 422):
-                raise ConnectionNotFoundError(
-                    "no such connection on the Airbyte server", connection_id=connection_id, http_status=exc.http_status
-                ) from exc
-            raise
+            return Connection.from_public_api(raw)
+        return Connection.from_config_api(self._config_connection(connection_id))
 
     def workspace_ids(self) -> list[str]:
         """Every workspace the credentials see (``workspaces/list`` was removed in 1.7: fall back)."""
@@ -423,20 +412,18 @@ class AirbyteClient:
 
     def connection_config(self, connection_id: str) -> ConnectionConfig:
         """One connection's configuration; ConnectionNotFoundError for an unknown id."""
-        try:
-            raw = self._call(
+        return ConnectionConfig.from_config_api(self._config_connection(connection_id))
+
+    def _config_connection(self, connection_id: str) -> dict[str, Any]:
+        """``connections/get`` of the Config API (the raw ConnectionRead)."""
+        with _connection_not_found(connection_id):
+            raw: dict[str, Any] = self._call(
                 "POST",
                 f"{self.settings.config_base}/connections/get",
                 json={"connectionId": connection_id},
                 connection_id=connection_id,
             )
-        except AirbyteRequestError as exc:
-            if exc.http_status in (404, 422):
-                raise ConnectionNotFoundError(
-                    "no such connection on the Airbyte server", connection_id=connection_id, http_status=exc.http_status
-                ) from exc
-            raise
-        return ConnectionConfig.from_config_api(raw)
+        return raw
 
     def create_connection(self, request: dict[str, Any]) -> ConnectionConfig:
         """Create a connection from a ConnectionCreate body (never retried)."""
@@ -553,3 +540,16 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(float(value), 0.0) if value is not None else None
     except ValueError:
         return None
+
+
+@contextmanager
+def _connection_not_found(connection_id: str) -> Iterator[None]:
+    """A 404/422 on a connection read becomes ConnectionNotFoundError (other errors pass through)."""
+    try:
+        yield
+    except AirbyteRequestError as exc:
+        if exc.http_status in (404, 422):
+            raise ConnectionNotFoundError(
+                "no such connection on the Airbyte server", connection_id=connection_id, http_status=exc.http_status
+            ) from exc
+        raise
