@@ -39,6 +39,7 @@ from lakehouse_ingest.embedded import SourcePlan, StreamBatch, SyncOutcome, vali
 from lakehouse_ingest.errors import ConfigError, IngestError
 from lakehouse_ingest.layout import stream_prefix
 from lakehouse_ingest.manifest import load_quarantined
+from lakehouse_ingest.names import safe_stream_dir
 from lakehouse_ingest.runs import load_last_success, too_soon
 from lakehouse_ingest.settings import IngestSettings
 from lakehouse_ingest.storage import finalize_s3, opened_storage
@@ -159,9 +160,8 @@ def _link_tables(reports: Sequence[StreamReport], settings: IngestSettings) -> N
     """Fill each stream's bronze prefix and silver table location (the artifact's links)."""
     for report in reports:
         if report.stream != "*":
-            prefix = stream_prefix(report.source, report.stream)
-            report.bronze = f"{settings.bronze_uri.rstrip('/')}/{prefix}/"
-            report.silver = f"{settings.silver_uri.rstrip('/')}/{prefix.removeprefix('airbyte/')}"
+            report.bronze = f"{settings.bronze_uri.rstrip('/')}/{stream_prefix(report.source, report.stream)}/"
+            report.silver = f"{settings.silver_uri.rstrip('/')}/{report.source}/{safe_stream_dir(report.stream)}"
 
 
 def _links_markdown(reports: Sequence[StreamReport]) -> str:

@@ -87,8 +87,7 @@ class FreshnessRule(_Model):
     @property
     def seconds(self) -> float:
         """``max_age`` in seconds."""
-        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[self.max_age[-1]]
-        return float(self.max_age[:-1]) * unit
+        return duration_seconds(self.max_age)
 
 
 class StreamChecks(_Model):

@@ -83,7 +83,7 @@ def airbyte_limit_name(url: str) -> str:
 
 def with_global_limit(options: PlatformOptions) -> PlatformOptions:
     """``options`` naming the server's global concurrency limit when the Prefect server has one."""
-    name = airbyte_limit_name(airbyte_settings().url)
+    name = airbyte_limit_name(airbyte_client().settings.url)  # the shared client: settings read once
     with get_client(sync_client=True) as client:
         try:
             client.read_global_concurrency_limit_by_name(name)
