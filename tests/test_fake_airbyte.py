@@ -635,6 +635,7 @@ def test_job_lists_filter_order_and_paginate(airbyte: FakeAirbyte, client: httpx
         airbyte.wait_for_job(ids[-1])
     airbyte.stick_running(conn)
     ids.append(sync(client, conn)["job"]["id"])
+    airbyte.wait_for_job(ids[-1], {"running"})  # it starts pending; under load the status query below could see that
     sync(client, other)
 
     body: dict[str, Any] = {"configTypes": ["sync"], "configId": conn, "pagination": {"pageSize": 2, "rowOffset": 0}}
