@@ -132,7 +132,7 @@ def validate_batch(
     result.checks.extend(outcomes[: len(built_in)])
     result.checks.append(drift)
     if rules and result.passed:
-        result.checks.extend(size_rules(rows, checks))
+        result.checks.extend(size_rules(rows, checks, overwrite=batch.destination_sync_mode == "overwrite"))
         result.checks.extend(outcomes[len(built_in) :])
     return result
 

@@ -28,7 +28,7 @@ from .errors import ConfigError, ConnectorError
 from .layout import data_key, stream_prefix
 from .names import safe_stream_dir
 from .parquet_parts import PartWriter, PublishedPart
-from .protocol import fast_record_stream, parse_message, state_stream_key, trace_error_message
+from .protocol import fast_record_stream, parse_message, state_stream_key, stream_key, trace_error_message
 from .records import RecordConverter
 from .state import load_state
 from .storage import LakeStorage
@@ -55,6 +55,11 @@ class StreamPlan:
     destination_sync_mode: str
     cursor_field: list[str]
     primary_key: list[list[str]]
+
+    @property
+    def state_key(self) -> str:
+        """How STREAM state messages name this stream (``namespace.name`` or ``name``)."""
+        return stream_key(self.name, self.namespace)
 
     @property
     def columns(self) -> StreamColumns:
@@ -91,6 +96,11 @@ class SourcePlan:
         """The ConfiguredAirbyteCatalog for ``read``."""
         return {"streams": [s.configured() for s in self.streams]}
 
+    @property
+    def full_refresh_keys(self) -> frozenset[str]:
+        """State keys of the streams read in full, which get no state (see ``SourceState.connector_state``)."""
+        return frozenset(s.state_key for s in self.streams if s.sync_mode == "full_refresh")
+
 
 @dataclass
 class StreamBatch:
@@ -114,7 +124,7 @@ class StreamBatch:
     @property
     def state_key(self) -> str:
         """How STREAM state messages name this stream (``namespace.name`` or ``name``)."""
-        return f"{self.namespace}.{self.stream}" if self.namespace else self.stream
+        return stream_key(self.stream, self.namespace)
 
     @property
     def bytes(self) -> int:
@@ -248,7 +258,7 @@ def run_sync(
     with bronze.staging_dir() as staging:
         sinks = _open_sinks(plan, bronze, staging, sync_id, started_at, state.generations, compression, part_max_rows)
         try:
-            latest_states = _pump(connector, plan, state.connector_state(), sinks, logger)
+            latest_states = _pump(connector, plan, state.connector_state(plan.full_refresh_keys), sinks, logger)
             for sink in sinks.values():
                 sink.flush()
                 sink.batch.files = sink.writer.close()

@@ -44,6 +44,14 @@ def state_stream_key(state: dict[str, Any]) -> str | None:
     """``namespace.name`` for a STREAM state, None for GLOBAL or LEGACY states."""
     if state.get("type") != "STREAM":
         return None
-    descriptor = (state.get("stream") or {}).get("stream_descriptor") or {}
-    namespace = descriptor.get("namespace")
-    return f"{namespace}.{descriptor.get('name')}" if namespace else str(descriptor.get("name"))
+    return stream_descriptor_key((state.get("stream") or {}).get("stream_descriptor") or {})
+
+
+def stream_descriptor_key(descriptor: dict[str, Any]) -> str:
+    """``namespace.name`` (or ``name``) of a protocol StreamDescriptor: how state names a stream."""
+    return stream_key(str(descriptor.get("name")), descriptor.get("namespace"))
+
+
+def stream_key(name: str, namespace: str | None) -> str:
+    """``namespace.name``, or ``name`` without a namespace: one key per stream across state and batches."""
+    return f"{namespace}.{name}" if namespace else name

@@ -904,11 +904,18 @@ def rule_probes(rows: int, checks: StreamChecks, primary_key: list[str]) -> list
     return probes
 
 
-def size_rules(rows: int, checks: StreamChecks) -> list[CheckResult]:
-    """The rules decided by the row count alone."""
+def size_rules(rows: int, checks: StreamChecks, overwrite: bool = False) -> list[CheckResult]:
+    """The rules decided by the row count alone.
+
+    An empty batch fails by default when it is an overwrite's snapshot: applied, it would empty the silver
+    table, and a source that suddenly returns nothing is more often broken than empty. ``zero_rows: allow``
+    says an empty snapshot is real.
+    """
     results: list[CheckResult] = []
     if rows == 0:
-        results.append(CheckResult("zero_rows", checks.zero_rows == "allow", f"empty batch ({checks.zero_rows})"))
+        policy = checks.zero_rows or ("fail" if overwrite else "allow")
+        reason = "" if checks.zero_rows else (", the default for overwrite" if overwrite else ", the default")
+        results.append(CheckResult("zero_rows", policy == "allow", f"empty batch ({policy}{reason})"))
     if checks.min_records is not None:
         ok = rows >= checks.min_records
         results.append(CheckResult("min_records", ok, f"{rows} rows, at least {checks.min_records} required"))

@@ -7,11 +7,12 @@ failed is read again from its previous position on the next run: nothing is skip
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from .layout import state_key
-from .protocol import state_stream_key
+from .protocol import state_stream_key, stream_descriptor_key
 from .storage import LakeStorage
 
 
@@ -24,22 +25,52 @@ class SourceState:
     generations: dict[str, int] = field(default_factory=dict)
     last_sync_id: int | None = None
 
-    def connector_state(self) -> list[dict[str, Any]] | None:
-        """The ``--state`` document for the next read, or None on the first run."""
-        states = list(self.stream_states.values())
+    def connector_state(self, full_refresh: Collection[str] = ()) -> list[dict[str, Any]] | None:
+        """The ``--state`` document for the next read, or None on the first run.
+
+        Streams in ``full_refresh`` (``namespace.name`` keys) get no state, as on the Airbyte platform: a full
+        refresh reads everything again. Given its last position, a source would read nothing new and the
+        overwrite would publish an empty snapshot.
+        """
+        states = [s for key, s in self.stream_states.items() if key not in full_refresh]
         if self.shared_state is not None:
-            states.append(self.shared_state)
+            states.append(_without_streams(self.shared_state, full_refresh))
         return states or None
 
-    def merge(self, messages: list[dict[str, Any]], committed_streams: set[str], all_committed: bool) -> None:
-        """Take the latest STATE of every committed stream (GLOBAL/LEGACY only when all streams are)."""
+    def merge(
+        self,
+        messages: list[dict[str, Any]],
+        committed_streams: set[str],
+        all_committed: bool,
+        full_refresh: Collection[str] = (),
+    ) -> None:
+        """Take the latest STATE of every committed stream (GLOBAL/LEGACY only when all streams are).
+
+        A committed full-refresh stream keeps no state: a later switch to incremental must start from the
+        beginning, not from a position a full-refresh read left (a resumable full refresh's page cursor, say).
+        """
+        for dropped in committed_streams & set(full_refresh):
+            self.stream_states.pop(dropped, None)
         for state in messages:
             key = state_stream_key(state)
             if key is None:
                 if all_committed:
                     self.shared_state = state
-            elif key in committed_streams:
+            elif key in committed_streams and key not in full_refresh:
                 self.stream_states[key] = state
+
+
+def _without_streams(state: dict[str, Any], streams: Collection[str]) -> dict[str, Any]:
+    """A GLOBAL state without the per-stream entries of ``streams`` (other state types unchanged)."""
+    shared = state.get("global")
+    if state.get("type") != "GLOBAL" or not streams or not isinstance(shared, dict):
+        return state
+    kept = [
+        entry
+        for entry in shared.get("stream_states") or []
+        if stream_descriptor_key(entry.get("stream_descriptor") or {}) not in streams
+    ]
+    return {**state, "global": {**shared, "stream_states": kept}}
 
 
 def load_state(storage: LakeStorage, source: str) -> SourceState:

@@ -133,7 +133,9 @@ def commit_state_task(outcome: SyncOutcome, handed_off: list[str], bronze_uri: s
     with opened_storage(bronze_uri) as bronze:
         state = load_state(bronze, outcome.source)
         committed = {outcome.batches[name].state_key for name in handed_off}
-        state.merge(outcome.state_messages, committed, all_committed=set(handed_off) == set(outcome.batches))
+        full_refresh = {b.state_key for b in outcome.batches.values() if b.sync_mode == "full_refresh"}
+        all_committed = set(handed_off) == set(outcome.batches)
+        state.merge(outcome.state_messages, committed, all_committed, full_refresh)
         for stream in handed_off:
             state.generations[stream] = outcome.batches[stream].generation_id
         state.last_sync_id = outcome.sync_id

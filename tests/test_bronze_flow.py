@@ -312,3 +312,41 @@ def _events(name: str, sync_id: int) -> list[Any]:
             if mine or time.monotonic() > deadline:
                 return mine
             time.sleep(0.5)
+
+
+def test_full_refresh_overwrite_replaces_silver_with_the_newest_snapshot(tmp_path: Path) -> None:
+    """Real faker, ``full_refresh`` + ``overwrite``: each sync is a new generation and silver becomes that snapshot.
+
+    The second run reads fewer users (count 30 → 12), so rows 13..30 must leave silver: an overwrite is a snapshot,
+    not a merge. Bronze keeps both batches, each isolated by its generation id.
+    """
+    users = {"name": "users", "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"}
+    users["primary_key"] = [["id"]]
+    bronze, silver = tmp_path / "bronze", tmp_path / "silver"
+
+    def run(count: int) -> int:
+        config = {**FAKER_SOURCE["config"], "count": count}
+        catalog = write_catalog(tmp_path / f"catalog-{count}.yaml", config=config, streams=[users])
+        assert main(["--catalog", str(catalog), "--bronze", str(bronze), "--silver", str(silver)]) == 0
+        return int(Landed.local(bronze).manifests("users")[-1]["sync_id"])
+
+    first_id = run(30)
+    second_id = run(12)
+    assert second_id > first_id
+
+    landed = Landed.local(bronze)
+    first, second = (assert_batch(landed, "users", sync_id) for sync_id in (first_id, second_id))
+    assert set(first.column("_airbyte_generation_id").to_pylist()) == {1}
+    assert set(second.column("_airbyte_generation_id").to_pylist()) == {2}
+    assert [m["generation_id"] for m in landed.manifests("users")] == [1, 2]
+    assert sorted(second.column("id").to_pylist()) == list(range(1, 13))
+    assert {k.split("/")[2] for k in landed.objects if k.endswith(".parquet")} == {"users"}  # only the chosen stream
+    assert landed.state()["stream_states"] == {} and landed.state()["generations"] == {"users": 2}
+
+    table = DeltaTable(str(silver / "faker" / "users")).to_pyarrow_table()
+    assert sorted(table.column("id").to_pylist()) == list(range(1, 13))
+    assert {m["sync_id"] for m in table.column("_airbyte_meta").to_pylist()} == {second_id}
+    assert set(table.column("_airbyte_generation_id").to_pylist()) == {2}
+    by_id = {row["id"]: row for row in second.to_pylist()}
+    for row in table.to_pylist():  # silver holds the snapshot's own values, not the first generation's
+        assert row["email"] == by_id[row["id"]]["email"] and row["updated_at"] == by_id[row["id"]]["updated_at"]

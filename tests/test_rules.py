@@ -76,6 +76,7 @@ def validate(
     statistics: bool = True,
     primary_key: list[list[str]] | None = None,
     row_group_rows: int = 2,
+    destination_sync_mode: str = "append",
     **kwargs: Any,
 ) -> tuple[BatchValidation, list[str]]:
     """Publish ``parts`` as a batch (``statistics=False``: rewritten without footer statistics) and validate it."""
@@ -84,6 +85,7 @@ def validate(
     batch = build_batch(storage, tmp_path / "staging", parts, row_group_rows=row_group_rows)
     if primary_key is not None:
         batch.primary_key = primary_key
+    batch.destination_sync_mode = destination_sync_mode
     if not statistics:
         without_statistics(storage, [f.key for f in batch.files], row_group_rows)
     return validate_batch(storage, batch, checks, **kwargs), [f.key for f in batch.files]
@@ -130,6 +132,25 @@ def test_zero_rows_policy(storage: LakeStorage, tmp_path: Path, policy: str) -> 
         assert "empty batch (allow)" in assert_passes(result, "zero_rows").detail
     else:
         assert "empty batch (fail)" in assert_failed(result, "zero_rows", None).detail
+
+
+@pytest.mark.parametrize(
+    ("mode", "policy", "passes", "detail"),
+    [
+        ("append", None, True, "empty batch (allow, the default)"),
+        ("overwrite", None, False, "empty batch (fail, the default for overwrite)"),
+        ("overwrite", "allow", True, "empty batch (allow)"),
+        ("append", "fail", False, "empty batch (fail)"),
+    ],
+)
+def test_an_empty_overwrite_snapshot_fails_unless_allowed(
+    storage: LakeStorage, tmp_path: Path, mode: str, policy: str | None, passes: bool, detail: str
+) -> None:
+    """Applied, an empty snapshot would empty the silver table: by default that is a failure, not a no-op."""
+    result, _ = validate(storage, tmp_path, [], StreamChecks(zero_rows=policy), destination_sync_mode=mode)
+
+    found = assert_passes(result, "zero_rows") if passes else assert_failed(result, "zero_rows", None)
+    assert found.detail == detail
 
 
 def test_rows_present_gives_no_zero_rows_check(storage: LakeStorage, tmp_path: Path) -> None:
@@ -495,7 +516,7 @@ def test_catalog_checks_parse_into_stream_checks() -> None:
     assert source.checks_for("orders") == StreamChecks() == source.checks_for("unlisted")
     assert (StreamChecks().schema_drift, StreamChecks().zero_rows, StreamChecks().max_changes) == (
         "warn",
-        "allow",
+        None,
         None,
     )
 
