@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "register":
                 from deployments.register import register
 
-                for line in register(catalog, plans):
+                for line in register(catalog, plans, catalog_path, prune=args.prune):
                     print(line)
             else:
                 from deployments.register import serve
@@ -101,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--catalog", metavar="FILE", help="YAML catalog (default: $CATALOG or built-in)")
     parser.add_argument("--output", metavar="FILE", help="yaml: write to FILE instead of stdout")
+    parser.add_argument(
+        "--prune",
+        action="store_true",
+        help="register: delete this catalog's deployments that it no longer declares (default: report them)",
+    )
     return parser
 
 

@@ -52,6 +52,7 @@ class DeploymentPlan:
     description: str
     overlap: str
     paused: bool
+    job_variables: dict[str, Any]
 
     @property
     def full_name(self) -> str:
@@ -89,6 +90,7 @@ def plan_deployments(catalog: Catalog, catalog_path: str | None) -> list[Deploym
                 f"(triggered by {EVENT_VALIDATED}).",
                 overlap="queue",  # every batch must be merged: runs wait their turn, none is dropped
                 paused=False,
+                job_variables=merged_job_variables(defaults.job_variables, defaults.silver.job_variables),
             )
         )
     return plans
@@ -115,7 +117,17 @@ def _bronze_plan(
         description=spec.description or f"Sync {', '.join(names)} into bronze, validate and hand off to silver.",
         overlap=spec.overlap,
         paused=spec.paused,
+        job_variables=merged_job_variables(defaults.job_variables, spec.job_variables),
     )
+
+
+def merged_job_variables(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """A deployment's job variables over the catalog's: mappings (``env``, ``labels``) merge key by key."""
+    merged = dict(defaults)
+    for key, value in own.items():
+        base = merged.get(key)
+        merged[key] = {**base, **value} if isinstance(base, dict) and isinstance(value, dict) else value
+    return merged
 
 
 def _event_trigger(spec: EventTriggerSpec) -> dict[str, Any]:
@@ -168,6 +180,7 @@ def runner_deployments(plans: list[DeploymentPlan], *, serve: bool = False) -> l
                 paused=plan.paused,
                 work_pool_name=None if serve else plan.work_pool,
                 work_queue_name=None if serve else plan.work_queue,
+                job_variables=None if serve else plan.job_variables,
                 entrypoint_type=EntrypointType.MODULE_PATH,
             ),
         )  # sync context: the object itself, not a coroutine
@@ -225,5 +238,5 @@ def _yaml_deployment(plan: DeploymentPlan) -> dict[str, Any]:
         "triggers": plan.triggers,
         "concurrency_limit": {"limit": 1, "collision_strategy": strategy},
         "paused": plan.paused,
-        "work_pool": {"name": plan.work_pool, "work_queue_name": plan.work_queue, "job_variables": {}},
+        "work_pool": {"name": plan.work_pool, "work_queue_name": plan.work_queue, "job_variables": plan.job_variables},
     }

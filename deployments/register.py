@@ -3,6 +3,11 @@
 Registering also creates what the deployments rely on, idempotently: each process work pool they name
 (with the process worker's default job template) and, when the catalog has Airbyte-server sources, the
 global concurrency limit that bounds concurrent syncs on that server across every run.
+
+Deployments this catalog registered before but no longer declares (a source removed or renamed) are
+reported; ``prune`` deletes them with their triggers. A deployment belongs to a catalog when its
+``catalog`` parameter names the same file (or neither has one: the built-in catalog), so catalogs that
+share a server never prune each other's.
 """
 
 from __future__ import annotations
@@ -15,16 +20,23 @@ from prefect.client.schemas.actions import (
     GlobalConcurrencyLimitUpdate,
     WorkPoolCreate,
 )
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+from prefect.client.schemas.responses import DeploymentResponse
+from prefect.deployments.runner import DeploymentApplyError
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.utilities.schema_tools.validation import ValidationError, validate
 from prefect.workers.process import ProcessWorker
 
-from deployments.build import DeploymentPlan, runner_deployments
+from deployments.build import BRONZE_FLOW, SILVER_FLOW, DeploymentPlan, runner_deployments
 from lakehouse_ingest.airbyte.client import AirbyteSettings
 from lakehouse_ingest.catalog import Catalog
+from lakehouse_ingest.errors import ConfigError, IngestError
 from tasks.airbyte import PlatformOptions, airbyte_limit_name
 
 
-def register(catalog: Catalog, plans: list[DeploymentPlan]) -> list[str]:
+def register(
+    catalog: Catalog, plans: list[DeploymentPlan], catalog_path: str | None = None, *, prune: bool = False
+) -> list[str]:
     """Create or update every deployment (and its pool and limits); one line per thing done."""
     lines = []
     with get_client(sync_client=True) as client:
@@ -33,15 +45,69 @@ def register(catalog: Catalog, plans: list[DeploymentPlan]) -> list[str]:
         if any(s.connector is None for s in catalog.sources):
             limit = PlatformOptions.from_env().max_concurrent_syncs
             lines.append(_ensure_limit(client, airbyte_limit_name(AirbyteSettings.from_env().url), limit))
+        for plan in plans:  # all checked before the first is applied: a bad one leaves the server as it was
+            _check_job_variables(client, plan)
     for plan, deployment in zip(plans, runner_deployments(plans), strict=True):
-        deployment_id = deployment.apply()
+        try:
+            deployment_id = deployment.apply()
+        except DeploymentApplyError as exc:
+            raise IngestError(f"deployment {plan.full_name}: the Prefect server refused it: {exc}") from None
         lines.append(f"deployment {plan.full_name}: registered ({deployment_id}) on pool {plan.work_pool}")
+    with get_client(sync_client=True) as client:
+        lines += _stale_deployments(client, plans, catalog_path, prune)
     return lines
+
+
+def _stale_deployments(
+    client: SyncPrefectClient, plans: list[DeploymentPlan], catalog_path: str | None, prune: bool
+) -> list[str]:
+    """Report (or, with ``prune``, delete) this catalog's deployments that it no longer declares."""
+    declared = {plan.full_name for plan in plans}
+    flows = {flow.id: flow.name for flow in client.read_flows(flow_filter=_our_flows())}
+    lines = []
+    for deployment in _our_deployments(client):
+        full_name = f"{flows.get(deployment.flow_id, '?')}/{deployment.name}"
+        if full_name in declared or deployment.parameters.get("catalog") != catalog_path:
+            continue
+        if prune:
+            client.delete_resource_owned_automations(f"prefect.deployment.{deployment.id}")
+            client.delete_deployment(deployment.id)
+            lines.append(f"deployment {full_name}: deleted (no longer in the catalog)")
+        else:
+            lines.append(f"deployment {full_name}: no longer in the catalog, kept (--prune deletes it)")
+    return lines
+
+
+def _our_deployments(client: SyncPrefectClient, page: int = 200) -> list[DeploymentResponse]:
+    """Every deployment of the bronze and silver flows, page by page (the API caps one read)."""
+    found: list[DeploymentResponse] = []
+    while batch := client.read_deployments(flow_filter=_our_flows(), limit=page, offset=len(found)):
+        found += batch
+        if len(batch) < page:
+            break
+    return found
+
+
+def _our_flows() -> FlowFilter:
+    return FlowFilter(name=FlowFilterName(any_=[BRONZE_FLOW, SILVER_FLOW]))
 
 
 def serve(plans: list[DeploymentPlan]) -> None:
     """Serve every deployment from this process until interrupted (schedules and triggers included)."""
     prefect_serve(*runner_deployments(plans, serve=True))
+
+
+def _check_job_variables(client: SyncPrefectClient, plan: DeploymentPlan) -> None:
+    """Check the plan's job variables against its pool's schema, as the server would, before anything is applied."""
+    if not plan.job_variables:
+        return
+    schema = (client.read_work_pool(plan.work_pool).base_job_template or {}).get("variables")
+    if not schema:
+        return
+    try:
+        validate(plan.job_variables, schema, raise_on_error=True, ignore_required=True, allow_none_with_default=True)
+    except ValidationError as exc:
+        raise ConfigError(f"deployment {plan.full_name}: job_variables for pool {plan.work_pool}: {exc}") from None
 
 
 def _ensure_process_pool(client: SyncPrefectClient, name: str) -> str:

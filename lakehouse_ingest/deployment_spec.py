@@ -18,13 +18,14 @@ sources:
       schedules: [{cron: "0 */6 * * *", timezone: Europe/Madrid}, {interval: 30m, active: false}]
       triggers: [{expect: [orders.exported], match: {prefect.resource.id: "erp.orders.*"}}]
       overlap: skip                # skip (default) or queue a run while the last one still runs
+      job_variables: {env: {LOG_LEVEL: DEBUG}}   # the work pool's job variables (image, cpu, env, ...)
 ```
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -105,6 +106,9 @@ class DeploymentSpec(_Model):
     overlap: Literal["skip", "queue"] = "skip"
     paused: bool = False
     description: str | None = None
+    # Overrides of the work pool's job template (docker: image, volumes; kubernetes: image, namespace,
+    # cpu_request; process: env, working_dir), on top of the catalog's default job variables.
+    job_variables: dict[str, Any] = Field(default_factory=dict)
 
 
 class SilverDeploymentSpec(_Model):
@@ -114,6 +118,7 @@ class SilverDeploymentSpec(_Model):
     name: DeploymentName = "on-bronze-validated"
     work_pool: str | None = None
     work_queue: str | None = None
+    job_variables: dict[str, Any] = Field(default_factory=dict)
 
 
 class DeploymentDefaults(_Model):
@@ -121,6 +126,7 @@ class DeploymentDefaults(_Model):
 
     work_pool: str | None = None  # default: $PREFECT_WORK_POOL, else lakehouse-process
     work_queue: str | None = None
+    job_variables: dict[str, Any] = Field(default_factory=dict)  # every deployment's, under its own
     tags: list[str] = Field(default_factory=lambda: ["lakehouse"])
     silver: SilverDeploymentSpec = Field(default_factory=lambda: SilverDeploymentSpec())
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prefect.exceptions import ObjectNotFound
 
 from deployments.__main__ import main as deployments_main
 from deployments.build import BRONZE_ENTRYPOINT, SILVER_ENTRYPOINT, plan_deployments, runner_deployments
@@ -30,7 +31,8 @@ CATALOG = """
 deployments:
   work_pool: {pool}
   tags: [lakehouse, test]
-  silver: {{name: {silver}}}
+  job_variables: {{env: {{LOG_LEVEL: INFO, TEAM: data}}}}
+  silver: {{name: {silver}, job_variables: {{working_dir: /srv/silver}}}}
 groups:
   - name: {prefix}crm
     sources: [{prefix}a, {prefix}b]
@@ -51,6 +53,7 @@ sources:
           threshold: 2
       overlap: queue
       work_pool: {pool}-other
+      job_variables: {{env: {{LOG_LEVEL: DEBUG}}, working_dir: /srv/faker}}
   - name: {prefix}a
     connector: {{package: airbyte-source-faker}}
   - name: {prefix}b
@@ -84,6 +87,11 @@ def test_one_deployment_per_group_and_ungrouped_source_plus_silver() -> None:
     assert (crm.overlap, faker.overlap) == ("skip", "queue")
     assert [t["expect"] for t in faker.triggers] == [["erp.orders.exported"]]
     assert faker.triggers[0]["within"] == 300 and faker.triggers[0]["threshold"] == 2
+    # job variables: the deployment's over the catalog's defaults, env merged key by key
+    assert faker.job_variables == {"env": {"LOG_LEVEL": "DEBUG", "TEAM": "data"}, "working_dir": "/srv/faker"}
+    assert crm.job_variables == {"env": {"LOG_LEVEL": "INFO", "TEAM": "data"}}
+    silver = plans["silver-merge/on-bronze-validated"]
+    assert silver.job_variables == {"env": {"LOG_LEVEL": "INFO", "TEAM": "data"}, "working_dir": "/srv/silver"}
 
 
 def test_silver_trigger_reacts_only_to_this_catalogs_batches_and_passes_the_manifest() -> None:
@@ -111,8 +119,9 @@ def test_runner_deployments_carry_schedules_triggers_limits_and_pools() -> None:
     assert faker.concurrency_options.collision_strategy.value == "ENQUEUE"
     (trigger,) = faker.triggers
     assert trigger.expect == {"erp.orders.exported"} and trigger.within == timedelta(minutes=5)
+    assert faker.job_variables == {"env": {"LOG_LEVEL": "DEBUG", "TEAM": "data"}, "working_dir": "/srv/faker"}
     served = {d.name: d for d in runner_deployments(plans, serve=True)}
-    assert all(d.work_pool_name is None for d in served.values())
+    assert all(d.work_pool_name is None and not d.job_variables for d in served.values())
 
 
 @pytest.mark.parametrize(
@@ -231,6 +240,7 @@ def test_register_creates_pools_deployments_limits_and_triggers_idempotently(
         assert crm.concurrency_options is not None and crm.concurrency_options.collision_strategy.value == "CANCEL_NEW"
         faker = client.read_deployment_by_name(f"bronze-ingest/{prefix}faker")
         assert [(s.schedule.interval, s.active) for s in faker.schedules] == [(timedelta(minutes=30), False)]
+        assert faker.job_variables == {"env": {"LOG_LEVEL": "DEBUG", "TEAM": "data"}, "working_dir": "/srv/faker"}
         (faker_trigger,) = _automations_of(client, faker.id)
         assert faker_trigger.trigger.expect == {"erp.orders.exported"}
         silver = client.read_deployment_by_name(f"silver-merge/{prefix}silver")
@@ -255,6 +265,64 @@ def test_register_creates_pools_deployments_limits_and_triggers_idempotently(
     with _client() as client:
         assert client.read_deployment_by_name(f"bronze-ingest/{prefix}faker").schedules == []
         assert len(client.read_deployment_by_name(f"bronze-ingest/{prefix}crm").schedules) == 1
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_register_reports_then_prunes_deployments_the_catalog_dropped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix = f"p{uuid.uuid4().hex[:6]}-"
+    text = _catalog_text(prefix, pool=f"{prefix}pool", silver=f"{prefix}silver")
+    path, other = tmp_path / "catalog.yaml", tmp_path / "other.yaml"
+    path.write_text(text)
+    other.write_text(_catalog_text(f"{prefix}o-", pool=f"{prefix}pool", silver=f"{prefix}o-silver"))  # same server
+    assert deployments_main(["register", "--catalog", str(path)]) == 0
+    assert deployments_main(["register", "--catalog", str(other)]) == 0
+    with _client() as client:
+        faker = client.read_deployment_by_name(f"bronze-ingest/{prefix}faker")
+        assert len(_automations_of(client, faker.id)) == 1
+    capsys.readouterr()
+
+    # faker leaves the catalog (and with it its trigger): reported, kept
+    before, after = text.split(f"  - name: {prefix}faker\n")
+    path.write_text(before + after[after.index(f"  - name: {prefix}a\n") :])
+    assert deployments_main(["register", "--catalog", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"deployment bronze-ingest/{prefix}faker: no longer in the catalog, kept (--prune deletes it)" in out
+    assert f"{prefix}o-" not in out  # the other catalog's deployments are not this catalog's to judge
+    with _client() as client:
+        assert client.read_deployment_by_name(f"bronze-ingest/{prefix}faker").id == faker.id
+
+    assert deployments_main(["register", "--catalog", str(path), "--prune"]) == 0
+    out = capsys.readouterr().out
+    assert f"deployment bronze-ingest/{prefix}faker: deleted (no longer in the catalog)" in out
+    assert out.count(": deleted") == 1
+    with _client() as client:
+        with pytest.raises(ObjectNotFound):
+            client.read_deployment_by_name(f"bronze-ingest/{prefix}faker")
+        assert _automations_of(client, faker.id) == []  # its trigger went with it
+        for kept in (f"bronze-ingest/{prefix}crm", f"silver-merge/{prefix}silver", f"bronze-ingest/{prefix}o-faker"):
+            client.read_deployment_by_name(kept)
+    assert deployments_main(["register", "--catalog", str(path), "--prune"]) == 0
+    assert "deleted" not in capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_job_variables_the_pool_rejects_fail_before_any_deployment_is_applied(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix = f"j{uuid.uuid4().hex[:6]}-"
+    path = tmp_path / "catalog.yaml"
+    text = _catalog_text(prefix, pool=f"{prefix}pool", silver=f"{prefix}silver")
+    path.write_text(text.replace("working_dir: /srv/faker", "env: not-a-mapping"))
+    assert deployments_main(["register", "--catalog", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: deployment bronze-ingest/{prefix}faker: job_variables for pool {prefix}pool-other:")
+    assert "'env'" in err and len(err.splitlines()) == 1
+    with _client() as client:  # crm comes first in the catalog, and it was not applied either
+        for name in (f"bronze-ingest/{prefix}crm", f"silver-merge/{prefix}silver"):
+            with pytest.raises(ObjectNotFound):
+                client.read_deployment_by_name(name)
 
 
 @pytest.mark.usefixtures("prefect_server")
@@ -326,6 +394,7 @@ def test_prefect_deploy_all_from_the_generated_prefect_yaml(tmp_path: Path) -> N
         assert crm.concurrency_options is not None and crm.concurrency_options.collision_strategy.value == "CANCEL_NEW"
         faker = client.read_deployment_by_name(f"bronze-ingest/{prefix}faker")
         assert faker.work_pool_name == f"{prefix}pool-other"
+        assert faker.job_variables == {"env": {"LOG_LEVEL": "DEBUG", "TEAM": "data"}, "working_dir": "/srv/faker"}
         silver = client.read_deployment_by_name(f"silver-merge/{prefix}silver")
         (trigger,) = _automations_of(client, silver.id)
         assert trigger.trigger.expect == {"bronze.batch.validated"}
