@@ -350,3 +350,37 @@ def test_full_refresh_overwrite_replaces_silver_with_the_newest_snapshot(tmp_pat
     by_id = {row["id"]: row for row in second.to_pylist()}
     for row in table.to_pylist():  # silver holds the snapshot's own values, not the first generation's
         assert row["email"] == by_id[row["id"]]["email"] and row["updated_at"] == by_id[row["id"]]["updated_at"]
+
+
+def test_incremental_updates_merge_into_silver_by_primary_key(tmp_path: Path) -> None:
+    """Real faker with ``always_updated``: the second sync re-emits users with newer ``updated_at`` (and adds
+    some); silver keeps one row per id, each the newest version bronze received, and nothing else."""
+    bronze, silver = tmp_path / "bronze", tmp_path / "silver"
+
+    def run(count: int) -> None:
+        config = {**FAKER_SOURCE["config"], "count": count, "always_updated": True}
+        catalog = write_catalog(tmp_path / f"catalog-{count}.yaml", config=config, streams=[{"name": "users"}])
+        assert main(["--catalog", str(catalog), "--bronze", str(bronze), "--silver", str(silver)]) == 0
+
+    run(30)
+    run(40)
+    landed = Landed.local(bronze)
+    first_id, second_id = (m["sync_id"] for m in landed.manifests("users"))
+    first, second = (assert_batch(landed, "users", sync_id) for sync_id in (first_id, second_id))
+    assert set(first.column("_airbyte_generation_id").to_pylist()) == {0}  # append: no new generation
+    newest: dict[int, dict[str, Any]] = {}
+    for row in [*first.to_pylist(), *second.to_pylist()]:  # the reference: the newest updated_at per id
+        if row["id"] not in newest or row["updated_at"] > newest[row["id"]]["updated_at"]:
+            newest[row["id"]] = row
+    assert sorted(newest) == list(range(1, 41))
+    assert any(row["id"] <= 30 for row in second.to_pylist()), "faker re-emitted no existing user"
+
+    table = DeltaTable(str(silver / "faker" / "users")).to_pyarrow_table()
+    assert sorted(table.column("id").to_pylist()) == list(range(1, 41))
+    for row in table.to_pylist():
+        expected = newest[row["id"]]
+        assert (row["updated_at"], row["email"], row["_airbyte_raw_id"]) == (
+            expected["updated_at"],
+            expected["email"],
+            expected["_airbyte_raw_id"],
+        )
