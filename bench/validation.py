@@ -211,6 +211,9 @@ def main() -> None:
     parser.add_argument("--parts", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=1, help="alternating runs of each side")
     parser.add_argument("--data", type=Path, help="keep the generated batch here and reuse it on later runs")
+    parser.add_argument(
+        "--verify-data", action="store_true", help="also time ours with verify_data (every column decoded)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         lake = args.data / f"{args.rows}-{args.parts}" if args.data else Path(tmp)
@@ -248,6 +251,14 @@ def main() -> None:
                 f"{ours['rss_mb']:.0f} MB, target <= 1024 MB); duckdb {duck['seconds']:.2f} s (peak RSS "
                 f"{duck['rss_mb']:.0f} MB); ratio ours/duckdb {ratio:.2f} (target <= 1.0)"
             )
+            if args.verify_data:
+                full = run(OURS, {**payload, "checks": {**CHECKS, "verify_data": True}})
+                assert full["passed"], full["failure"]
+                seconds, base, other = (float(r["seconds"]) for r in (full, ours, duck))  # type: ignore[arg-type]
+                print(
+                    f"  with verify_data: {seconds:.2f} s ({seconds / base:.2f}x ours, {seconds / other:.2f}x duckdb), "
+                    f"peak RSS {full['rss_mb']:.0f} MB"
+                )
     if len(ratios) > 1:
         print(f"ratio best {min(ratios):.2f}, median {statistics.median(ratios):.2f}")
 

@@ -103,6 +103,8 @@ class StreamChecks(_Model):
     # Rows carrying _airbyte_meta.changes allowed; None reports them without failing.
     max_changes: int | None = Field(default=None, ge=0)
     schema_drift: Literal["fail", "warn", "allow"] = "warn"
+    # Decode every column, also those footer statistics or no check covers (catches corrupt pages; costs a full read).
+    verify_data: bool = False
     # None: fail for overwrite streams (an empty snapshot would empty the silver table), allow otherwise.
     zero_rows: Literal["fail", "allow"] | None = None
 

@@ -28,7 +28,18 @@ from .embedded import StreamBatch
 from .layout import DATA_FILE
 from .names import column_name
 from .results import CheckResult
-from .rules import Constant, Fixed, Opener, PrimaryKeyNotNull, Probe, changes_probe, rule_probes, scan, size_rules
+from .rules import (
+    Constant,
+    Decodable,
+    Fixed,
+    Opener,
+    PrimaryKeyNotNull,
+    Probe,
+    changes_probe,
+    rule_probes,
+    scan,
+    size_rules,
+)
 from .storage import LakeStorage, check_key
 
 # Footers fetched at once: object stores answer each in a round trip, so many at a time pay off.
@@ -124,6 +135,8 @@ def validate_batch(
     rules: list[Probe] = []
     if result.passed and drift.passed:  # otherwise the data itself is in doubt: rules would only add noise
         rules = [*rule_probes(rows, checks, keys), changes_probe(files, checks)]
+        if checks.verify_data and files:
+            rules.append(Decodable(files[0][1].schema_arrow.names))
     try:
         outcomes = scan(files, built_in + rules, _opener(storage, files))
     except (OSError, pa.ArrowException) as exc:

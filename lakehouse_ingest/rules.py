@@ -929,6 +929,32 @@ def changes_probe(files: Files, checks: StreamChecks) -> Probe:
     return Changes(checks.max_changes)
 
 
+class Decodable(Probe):
+    """``verify_data``: every column of every row group decodes.
+
+    Footer statistics decide many checks without reading their columns, and columns no check names are
+    never read; a corrupt page there would pass validation and fail silver's merge instead. This probe
+    reads them all (in the same pass as the other probes), so such a file is caught and quarantined here.
+    """
+
+    name = "decodable"
+
+    def __init__(self, columns: Sequence[str]) -> None:
+        self.columns = tuple(columns)
+
+    def data(self, table: pa.Table, unit: Unit) -> Any:
+        return table.num_rows
+
+    def merge(self, partials: list[Any]) -> Any:
+        return sum(partials)
+
+    def result(self, partials: list[tuple[Unit, Any]], from_footer: bool) -> CheckResult:
+        if failed := _read_failure(self.name, partials):
+            return failed
+        rows = sum(int(p) for _, p in partials)
+        return CheckResult(self.name, True, f"{len(self.columns)} column(s) of {rows} row(s) decoded")
+
+
 class Fixed(Probe):
     """A result known without reading anything."""
 

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lakehouse_ingest.arrow_types import AIRBYTE_COLUMN_NAMES, stream_columns
+from lakehouse_ingest.catalog import StreamChecks
 from lakehouse_ingest.checks import BatchValidation, CheckResult, reconcile, validate_batch
 from lakehouse_ingest.embedded import StreamBatch
 from lakehouse_ingest.layout import data_key, manifest_key, stream_prefix
@@ -459,6 +460,32 @@ def test_generation_id_decided_by_statistics_reads_no_data(storage: LakeStorage,
 
     assert result.passed, result.failure
     assert [c.name for c in result.checks] == ALL_CHECKS
+
+
+@pytest.mark.parametrize("leaf", ["_airbyte_generation_id", "name"])
+def test_verify_data_catches_corrupt_pages_no_other_check_reads(storage: LakeStorage, tmp_path: Path, leaf: str) -> None:
+    """``verify_data`` decodes every column: the generation id (decided by statistics) and a column no check
+    names are read too, so their corrupt pages fail validation instead of silver's merge."""
+    batch = build_batch(storage, tmp_path / "staging")
+    bad = batch.files[1].key
+    corrupt_column(storage, bad, leaf)
+    assert validate_batch(storage, batch).passed  # unread without verify_data (the default)
+
+    result = validate_batch(storage, batch, StreamChecks(verify_data=True))
+
+    check = assert_failed(result, "decodable", bad)
+    assert check.detail.startswith("row group 0 cannot be read")
+
+
+def test_verify_data_passes_a_sound_batch_and_counts_what_it_decoded(storage: LakeStorage, tmp_path: Path) -> None:
+    batch = build_batch(storage, tmp_path / "staging")
+    columns = len(storage.open_parquet(batch.files[0].key).schema_arrow)
+
+    result = validate_batch(storage, batch, StreamChecks(verify_data=True))
+
+    assert result.passed, result.failure
+    decodable = next(c for c in result.checks if c.name == "decodable")
+    assert decodable.detail == f"{columns} column(s) of {batch.records} row(s) decoded"
 
 
 @pytest.mark.parametrize("statistics", [True, False], ids=["footer statistics", "data read"])
