@@ -296,7 +296,9 @@ def _open_sinks(
 ) -> dict[str, _StreamSink]:
     sinks: dict[str, _StreamSink] = {}
     for stream in plan.streams:
-        generation = generations.get(stream.name, 0) + (1 if stream.destination_sync_mode == "overwrite" else 0)
+        # As the platform does: every full-refresh read (appended or not) starts a new generation.
+        bump = stream.sync_mode == "full_refresh" or stream.destination_sync_mode == "overwrite"
+        generation = generations.get(stream.name, 0) + (1 if bump else 0)
         columns = stream.columns
         batch = StreamBatch(
             source=plan.source.name,

@@ -318,15 +318,17 @@ def test_full_refresh_overwrite_replaces_silver_with_the_newest_snapshot(tmp_pat
     """Real faker, ``full_refresh`` + ``overwrite``: each sync is a new generation and silver becomes that snapshot.
 
     The second run reads fewer users (count 30 → 12), so rows 13..30 must leave silver: an overwrite is a snapshot,
-    not a merge. Bronze keeps both batches, each isolated by its generation id.
+    not a merge. Bronze keeps both batches, each isolated by its generation id. ``products`` is read in full but
+    appended: a new generation each sync too (as on the platform), merged by key, nothing removed.
     """
     users = {"name": "users", "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"}
     users["primary_key"] = [["id"]]
+    products = {"name": "products", "sync_mode": "full_refresh", "destination_sync_mode": "append"}
     bronze, silver = tmp_path / "bronze", tmp_path / "silver"
 
     def run(count: int) -> int:
         config = {**FAKER_SOURCE["config"], "count": count}
-        catalog = write_catalog(tmp_path / f"catalog-{count}.yaml", config=config, streams=[users])
+        catalog = write_catalog(tmp_path / f"catalog-{count}.yaml", config=config, streams=[users, products])
         assert main(["--catalog", str(catalog), "--bronze", str(bronze), "--silver", str(silver)]) == 0
         return int(Landed.local(bronze).manifests("users")[-1]["sync_id"])
 
@@ -340,8 +342,15 @@ def test_full_refresh_overwrite_replaces_silver_with_the_newest_snapshot(tmp_pat
     assert set(second.column("_airbyte_generation_id").to_pylist()) == {2}
     assert [m["generation_id"] for m in landed.manifests("users")] == [1, 2]
     assert sorted(second.column("id").to_pylist()) == list(range(1, 13))
-    assert {k.split("/")[2] for k in landed.objects if k.endswith(".parquet")} == {"users"}  # only the chosen stream
-    assert landed.state()["stream_states"] == {} and landed.state()["generations"] == {"users": 2}
+    assert {k.split("/")[2] for k in landed.objects if k.endswith(".parquet")} == {"users", "products"}
+    assert landed.state()["stream_states"] == {} and landed.state()["generations"] == {"users": 2, "products": 2}
+    assert [m["generation_id"] for m in landed.manifests("products")] == [1, 2]
+    assert [m["rows"] for m in landed.manifests("products")] == [30, 12]
+    silver_products = DeltaTable(str(silver / "faker" / "products")).to_pyarrow_table()
+    # appended: ids 1..12 merged by faker's primary key (not doubled), 13..30 kept (an append removes nothing)
+    assert sorted(silver_products.column("id").to_pylist()) == list(range(1, 31))
+    second_generation = [r["id"] for r in silver_products.to_pylist() if r["_airbyte_generation_id"] == 2]
+    assert sorted(second_generation) == list(range(1, 13))
 
     table = DeltaTable(str(silver / "faker" / "users")).to_pyarrow_table()
     assert sorted(table.column("id").to_pylist()) == list(range(1, 13))

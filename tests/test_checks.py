@@ -463,7 +463,9 @@ def test_generation_id_decided_by_statistics_reads_no_data(storage: LakeStorage,
 
 
 @pytest.mark.parametrize("leaf", ["_airbyte_generation_id", "name"])
-def test_verify_data_catches_corrupt_pages_no_other_check_reads(storage: LakeStorage, tmp_path: Path, leaf: str) -> None:
+def test_verify_data_catches_corrupt_pages_no_other_check_reads(
+    storage: LakeStorage, tmp_path: Path, leaf: str
+) -> None:
     """``verify_data`` decodes every column: the generation id (decided by statistics) and a column no check
     names are read too, so their corrupt pages fail validation instead of silver's merge."""
     batch = build_batch(storage, tmp_path / "staging")
