@@ -31,12 +31,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.common import add_lake_arguments, resolve_settings, select_sources
 from flows.silver import run_silver
 from lakehouse_ingest.airbyte.client import AirbyteSettings
+from lakehouse_ingest.airbyte.models import Job, JobStatus
 from lakehouse_ingest.airbyte.syncs import SyncRun
 from lakehouse_ingest.catalog import SourceEntry
 from lakehouse_ingest.checks import BatchValidation
 from lakehouse_ingest.connector import Connector, ConnectorInstaller
 from lakehouse_ingest.embedded import SourcePlan, StreamBatch, SyncOutcome, validate_config
-from lakehouse_ingest.errors import ConfigError, IngestError
+from lakehouse_ingest.errors import ConfigError, IngestError, ValidationFailed
+from lakehouse_ingest.job_ledger import committed_anything
 from lakehouse_ingest.layout import stream_prefix
 from lakehouse_ingest.manifest import load_quarantined
 from lakehouse_ingest.names import safe_stream_dir
@@ -50,8 +52,10 @@ from tasks.airbyte import (
     cancel_running_jobs,
     close_clients,
     collect_job_batches_task,
+    pending_jobs_task,
     platform_sync_task,
     resolve_connection_task,
+    save_ledger_task,
     with_global_limit,
 )
 from tasks.bronze import (
@@ -65,7 +69,8 @@ from tasks.bronze import (
 
 ARTIFACT_KEY = "bronze-ingest-summary"
 LINKS_ARTIFACT_KEY = "bronze-ingest-tables"
-DONE_STATUSES = {"handed_off", "skipped"}
+# A superseded or partial full-refresh snapshot is not handed off on purpose (a newer complete one replaces it).
+DONE_STATUSES = {"handed_off", "skipped", "superseded", "partial_snapshot"}
 
 
 class BronzeRunFailed(IngestError):
@@ -231,33 +236,117 @@ def _finish_source(
 ) -> list[StreamReport]:
     """Collect the sync's batches, validate and hand them off, then commit embedded state."""
     sync.wait()
+    if isinstance(plan, PlatformPlan):
+        return _finish_platform(plan, sync, settings, options)
     if not sync.state.is_completed():
         error = sync.state.result(raise_on_failure=False)
         return [StreamReport(plan.source.name, "*", "sync_failed", detail=str(error))]
-    if isinstance(plan, SourcePlan):
-        outcome: SyncOutcome = sync.result()
-        batches = outcome.batches
-    else:
-        run: SyncRun = sync.result()
-        if options.logs_uri:
-            archive_job_logs_task.submit(plan, run.job, options.logs_uri).wait()
-        try:
-            batches = collect_job_batches_task(plan, run.job, settings.bronze_uri)
-        except Exception as exc:
-            return [StreamReport(plan.source.name, "*", "failed_validation", detail=str(exc))]
-    reports, handed_off = _validate_and_hand_off(plan.source, batches, settings)
-    if isinstance(plan, SourcePlan) and handed_off:
+    outcome: SyncOutcome = sync.result()
+    reports, handed_off = _validate_and_hand_off(plan.source, outcome.batches, settings)
+    if handed_off:
         try:
             commit_state_task(outcome, handed_off, settings.bronze_uri)
         except Exception as exc:  # batches are handed off; the next run re-reads them (silver dedups by key)
             reports.append(StreamReport(plan.source.name, "*", "state_commit_failed", detail=str(exc)))
     if all(r.status == "handed_off" for r in reports):
-        sync_id = outcome.sync_id if isinstance(plan, SourcePlan) else run.job.id
-        try:
-            record_success_task(plan.source.name, sync_id, settings.bronze_uri)
-        except Exception as exc:  # only min_interval depends on it: report, do not fail the handed-off data
-            get_run_logger().warning("%s: last successful sync not recorded: %s", plan.source.name, exc)
+        _record_success(plan.source.name, outcome.sync_id, settings)
     return reports
+
+
+def _finish_platform(
+    plan: PlatformPlan, sync: PrefectFuture[Any], settings: IngestSettings, options: PlatformOptions
+) -> list[StreamReport]:
+    """Hand off every job of the connection not processed yet (see ``job_ledger``), the awaited one included.
+
+    A failed sync still hands off what it committed; jobs a crashed run or the Airbyte UI left behind are
+    processed first, oldest first.
+    """
+    source = plan.source.name
+    run: SyncRun | None = sync.result() if sync.state.is_completed() else None
+    error = None if run is not None else sync.state.result(raise_on_failure=False)
+    awaited = run.job.id if run is not None else getattr(error, "job_id", None)
+    reports = [] if run is not None else [StreamReport(source, "*", "sync_failed", detail=str(error))]
+    try:
+        ledger, jobs = pending_jobs_task(plan, awaited, settings.bronze_uri)
+    except Exception as exc:  # the job list is out of reach: hand off the awaited job alone, catch up next run
+        get_run_logger().warning("%s: earlier jobs not checked (%s); handing off job %s only", source, exc, awaited)
+        ledger, jobs = None, [run.job] if run is not None else []
+    pending = ledger.pending(jobs) if ledger is not None else jobs
+    if run is not None:  # the awaited job as jobs/get described it (complete stats)
+        pending = [run.job if job.id == run.job.id else job for job in pending]
+    newest_snapshot = _newest_snapshots(plan, pending)
+    ours: list[StreamReport] = []
+    for job in pending:
+        job_reports, done = _hand_off_job(plan, job, job.id == awaited, newest_snapshot, settings, options)
+        reports += job_reports
+        ours += job_reports if job.id == awaited else []
+        if done and ledger is not None:
+            ledger.mark_done(job.id)
+    if ledger is not None:
+        try:
+            save_ledger_task(source, ledger, jobs, settings.bronze_uri)
+        except Exception as exc:  # the next run processes these jobs again: silver applies each batch once
+            get_run_logger().warning("%s: processed jobs not recorded: %s", source, exc)
+    if run is not None and ours and all(r.status in DONE_STATUSES for r in ours):
+        _record_success(source, run.job.id, settings)
+    return reports
+
+
+def _hand_off_job(
+    plan: PlatformPlan,
+    job: Job,
+    awaited: bool,
+    newest_snapshot: dict[str, int],
+    settings: IngestSettings,
+    options: PlatformOptions,
+) -> tuple[list[StreamReport], bool]:
+    """Validate and hand off one job's batches; ``done`` unless a transient error means it must be tried again."""
+    source = plan.source.name
+    if not committed_anything(job):
+        return [], True
+    if not awaited:
+        get_run_logger().warning(
+            "%s: job %s (%s) was never handed off: handing off what it committed now", source, job.id, job.raw_status
+        )
+    if options.logs_uri:
+        archive_job_logs_task.submit(plan, job, options.logs_uri).wait()
+    try:
+        batches = collect_job_batches_task(plan, job, settings.bronze_uri)
+    except ValidationFailed as exc:
+        return [StreamReport(source, "*", "failed_validation", detail=str(exc))], True
+    except Exception as exc:
+        return [StreamReport(source, "*", "error", detail=f"job {job.id}: {type(exc).__name__}: {exc}")], False
+    reports = []
+    for name, batch in list(batches.items()):
+        if newest_snapshot.get(name, job.id) > job.id:
+            status, why = "superseded", f"a newer full refresh (job {newest_snapshot[name]}) replaces this snapshot"
+        elif batch.destination_sync_mode.startswith("overwrite") and job.status is not JobStatus.SUCCEEDED:
+            status, why = "partial_snapshot", f"{job.raw_status}: part of a full refresh is not a snapshot"
+        else:
+            continue
+        del batches[name]
+        detail = f"job {job.id} {why}"
+        reports.append(StreamReport(source, name, status, batch.records, len(batch.files), detail=detail))
+    handed, _ = _validate_and_hand_off(plan.source, batches, settings)
+    reports += handed
+    return reports, all(r.status not in ("error", "handoff_failed") for r in reports)
+
+
+def _newest_snapshots(plan: PlatformPlan, jobs: Sequence[Job]) -> dict[str, int]:
+    """Per overwrite stream, the newest succeeded job among ``jobs``: older snapshots are not handed off.
+
+    Airbyte deletes an older generation's files once a newer one succeeds, and silver would skip it anyway.
+    """
+    overwrite = [s.name for s in plan.connection.streams if s.destination_sync_mode.startswith("overwrite")]
+    succeeded = [job.id for job in jobs if job.status is JobStatus.SUCCEEDED]
+    return {name: max(succeeded) for name in overwrite} if succeeded else {}
+
+
+def _record_success(source: str, sync_id: int, settings: IngestSettings) -> None:
+    try:
+        record_success_task(source, sync_id, settings.bronze_uri)
+    except Exception as exc:  # only min_interval depends on it: report, do not fail the handed-off data
+        get_run_logger().warning("%s: last successful sync not recorded: %s", source, exc)
 
 
 def _validate_and_hand_off(
@@ -290,6 +379,7 @@ def _validate_and_hand_off(
                 report.detail = validation.failure or "validation failed"
         except Exception as exc:  # a storage outage after retries: report it, keep going with other streams
             report.detail = f"{type(exc).__name__}: {exc}"
+            report.status = "error" if report.status == "failed_validation" else report.status
         reports.append(report)
     return reports, handed_off
 

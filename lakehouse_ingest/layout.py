@@ -43,3 +43,8 @@ def state_key(source: str) -> str:
 def last_success_key(source: str) -> str:
     """The key recording when a source last synced with every stream handed off (``min_interval``)."""
     return f"_state/airbyte/{validate_source_name(source)}/last_success.json"
+
+
+def job_ledger_key(source: str) -> str:
+    """The key recording which Airbyte jobs of a platform source were processed (``job_ledger``)."""
+    return f"_state/airbyte/{validate_source_name(source)}/jobs.json"

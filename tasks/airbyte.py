@@ -28,6 +28,7 @@ from lakehouse_ingest.airbyte.syncs import SyncRun, cancel_active_jobs, run_sync
 from lakehouse_ingest.catalog import SourceEntry
 from lakehouse_ingest.embedded import StreamBatch
 from lakehouse_ingest.errors import ValidationFailed
+from lakehouse_ingest.job_ledger import JobLedger, load_ledger, save_ledger
 from lakehouse_ingest.platform import archive_job_logs, job_batches, totals_mismatch
 from lakehouse_ingest.storage import opened_storage
 from tasks.bronze import transient_retrying_task
@@ -197,6 +198,33 @@ def collect_job_batches_task(plan: PlatformPlan, job: Job, bronze_uri: str) -> d
     if mismatch := totals_mismatch(batches, job):
         raise ValidationFailed(f"{plan.source.name}: check 'row_count' failed: {mismatch}")
     return batches
+
+
+@transient_retrying_task("pending-jobs", "pending-jobs-{plan.source.name}")
+def pending_jobs_task(plan: PlatformPlan, awaited: int | None, bronze_uri: str) -> tuple[JobLedger | None, list[Job]]:
+    """The source's job ledger and the connection's jobs above its watermark (each as ``jobs/get`` gives it).
+
+    A source without a ledger starts one just below the awaited job (None when there is none: nothing to anchor).
+    """
+    with opened_storage(bronze_uri) as bronze:
+        ledger = load_ledger(bronze, plan.source.name)
+    if ledger is None:
+        if awaited is None:
+            return None, []
+        ledger = JobLedger(watermark=awaited - 1)
+    client = airbyte_client()
+    listed = client.jobs_after(plan.connection.id, ledger.watermark)
+    pending = {job.id for job in ledger.pending(listed)}
+    jobs = [client.get_job(job.id) if job.id in pending and job.id != awaited else job for job in listed]
+    return ledger, jobs
+
+
+@transient_retrying_task("record-jobs", "record-jobs-{source}")
+def save_ledger_task(source: str, ledger: JobLedger, jobs: list[Job], bronze_uri: str) -> None:
+    """Move the ledger's watermark over the processed jobs and persist it."""
+    ledger.advance(jobs)
+    with opened_storage(bronze_uri) as bronze:
+        save_ledger(bronze, source, ledger)
 
 
 @transient_retrying_task("archive-job-logs", "archive-logs-{plan.source.name}")

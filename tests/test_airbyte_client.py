@@ -268,6 +268,32 @@ def test_unknown_status_keeps_waiting_with_a_warning(fake: FakeAirbyte, caplog: 
     fake.spec_violations.clear()  # the tampered status is off-spec on purpose
 
 
+@pytest.mark.parametrize("api", ["config", "public"])
+def test_jobs_after_pages_back_to_the_watermark_oldest_first(fake: FakeAirbyte, api: str) -> None:
+    connection, other = fake.add_connection("pg"), fake.add_connection("other")
+    with client_for(fake, api) as client:
+        ids = []
+        for _ in range(5):
+            ids.append(sync(client, connection).job.id)
+            sync(client, other)  # another connection's jobs are never listed
+        fake.plan_attempts(connection, ["failed"])
+        with pytest.raises(AirbyteJobFailedError) as failed:
+            sync(client, connection)
+        ids.append(failed.value.job_id or 0)
+
+        def pages() -> int:
+            return len(fake.requests_to("/jobs/list") if api == "config" else fake.requests_to("/jobs", "GET"))
+
+        before = pages()
+        after = client.jobs_after(connection, ids[1], page_size=2)
+        assert pages() - before == 3  # newest first, two a page: ids[1] is on the third, where the listing stops
+        assert [j.id for j in after] == ids[2:]
+        assert [j.status for j in after] == [JobStatus.SUCCEEDED] * 3 + [JobStatus.FAILED]
+        assert all(j.connection_id == connection for j in after)
+        assert [j.id for j in client.jobs_after(connection, 0, page_size=2)] == ids
+        assert client.jobs_after(connection, ids[-1]) == []
+
+
 def test_timeout_cancels_the_job(fake: FakeAirbyte) -> None:
     connection = fake.add_connection("pg")
     fake.stick_running(connection)

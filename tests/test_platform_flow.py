@@ -214,3 +214,166 @@ def test_client_secret_from_a_prefect_secret_block(
 
     assert sync_one(tmp_path, name, connection_id) == 0
     assert [r.status for r in airbyte.requests_to("/applications/token")] == [200]
+
+
+# --- no job left behind: failed syncs' committed data, jobs a crashed run or the Airbyte UI left -----------
+
+
+def manifests(endpoint: S3Endpoint, name: str, stream: str) -> dict[int, dict[str, Any]]:
+    """The handed-off batches of one stream, by sync id (= Airbyte job id)."""
+    found = objects(endpoint, f"airbyte/{name}/{stream}/_manifests/")
+    return {int(m["sync_id"]): m for m in (json.loads(body) for body in found.values())}
+
+
+def ledger(endpoint: S3Endpoint, name: str) -> dict[str, Any]:
+    (body,) = objects(endpoint, f"_state/airbyte/{name}/jobs.json").values()
+    return dict(json.loads(body))
+
+
+def outside_sync(airbyte: FakeAirbyte, connection_id: str) -> int:
+    """A sync started outside Prefect (the Airbyte UI, an Airbyte schedule), run to its end."""
+    from lakehouse_ingest.airbyte.client import AirbyteClient, AirbyteSettings
+
+    with AirbyteClient(AirbyteSettings.from_env()) as client:
+        job_id = client.trigger_sync(connection_id).id
+    airbyte.wait_for_job(job_id)
+    return job_id
+
+
+def test_a_failed_sync_still_hands_off_what_it_committed(
+    airbyte: FakeAirbyte, s3_env: S3Endpoint, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Airbyte keeps what a failed job committed and the next sync resumes after it: unless it is handed off
+    now, an incremental stream's rows would never reach silver."""
+    name = unique("partial")
+    connection_id = airbyte.add_connection(name, source_name=name, streams=["users", "orders"])
+    failure = {"failureOrigin": "destination", "failureType": "system_error", "externalMessage": "S3 went away"}
+    airbyte.plan_attempts(connection_id, [{"failed": failure, "committed": True}])
+
+    assert sync_one(tmp_path, name, connection_id) == 1
+
+    (job,) = airbyte.jobs_for(connection_id)
+    assert job.status == "failed" and job.records_committed == {"users": 40, "orders": 40}
+    assert "S3 went away" in capsys.readouterr().err  # the run still fails, and says why
+    for stream in ("users", "orders"):
+        (handed_off,) = manifests(s3_env, name, stream).values()
+        assert handed_off["sync_id"] == job.id and handed_off["rows"] == 40
+    assert ledger(s3_env, name) == {"watermark": job.id, "done": []}
+
+
+def test_jobs_left_behind_are_handed_off_oldest_first_and_only_once(
+    airbyte: FakeAirbyte, s3_env: S3Endpoint, tmp_path: Path
+) -> None:
+    name = unique("catchup")
+    connection_id = airbyte.add_connection(name, source_name=name, streams=["users", "orders"])
+    assert sync_one(tmp_path, name, connection_id) == 0
+    (first,) = (job.id for job in airbyte.jobs_for(connection_id))
+    assert ledger(s3_env, name) == {"watermark": first, "done": []}
+
+    outside = outside_sync(airbyte, connection_id)  # succeeded, never seen by a run
+    airbyte.plan_attempts(connection_id, ["failed"])
+    nothing = outside_sync(airbyte, connection_id)  # failed before committing: nothing to hand off
+    assert airbyte.job(nothing).status == "failed"
+
+    assert sync_one(tmp_path, name, connection_id) == 0
+    third = max(job.id for job in airbyte.jobs_for(connection_id))
+    for stream in ("users", "orders"):
+        handed_off = manifests(s3_env, name, stream)
+        assert sorted(handed_off) == [first, outside, third]
+        assert all(m["rows"] == 40 for m in handed_off.values())
+    assert ledger(s3_env, name) == {"watermark": third, "done": []}
+
+    assert sync_one(tmp_path, name, connection_id) == 0  # nothing is handed off twice
+    fourth = max(job.id for job in airbyte.jobs_for(connection_id))
+    assert sorted(manifests(s3_env, name, "users")) == [first, outside, third, fourth]
+
+
+def test_an_older_full_refresh_left_behind_is_superseded_by_the_newer(
+    airbyte: FakeAirbyte, s3_env: S3Endpoint, tmp_path: Path
+) -> None:
+    """Of two overwrite snapshots, only the newer is handed off (Airbyte deletes the older generation's files
+    once the newer succeeds); the appended stream hands off both."""
+    name = unique("snap")
+    connection_id = airbyte.add_connection(name, source_name=name, streams=["users", "orders"])
+    assert sync_one(tmp_path, name, connection_id) == 0
+    airbyte.set_sync_mode(connection_id, "users", "full_refresh", "overwrite")
+
+    outside = outside_sync(airbyte, connection_id)
+    assert sync_one(tmp_path, name, connection_id) == 0
+    newest = max(job.id for job in airbyte.jobs_for(connection_id))
+    users, orders = manifests(s3_env, name, "users"), manifests(s3_env, name, "orders")
+    assert outside not in users and newest in users
+    assert {outside, newest} <= set(orders)
+    rows = {r["stream"]: r for r in latest_summary() if r["source"] == name and r["status"] == "superseded"}
+    assert rows["users"]["detail"] == f"job {outside} a newer full refresh (job {newest}) replaces this snapshot"
+
+
+def latest_summary() -> list[dict[str, Any]]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        key = ArtifactFilterKey(any_=["bronze-ingest-summary"])
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=key))
+    data = max(found, key=lambda a: a.created).data
+    return list(json.loads(data) if isinstance(data, str) else data)
+
+
+def test_when_the_job_list_is_refused_the_awaited_job_is_still_handed_off(
+    airbyte: FakeAirbyte, s3_env: S3Endpoint, tmp_path: Path
+) -> None:
+    name = unique("nolist")
+    connection_id = airbyte.add_connection(name, source_name=name)
+    airbyte.fail_next("POST", "/jobs/list", 403)  # not retryable: the run goes on without the catch-up
+
+    assert sync_one(tmp_path, name, connection_id) == 0
+
+    (job,) = airbyte.jobs_for(connection_id)
+    assert sorted(manifests(s3_env, name, "users")) == [job.id]
+    assert not objects(s3_env, f"_state/airbyte/{name}/jobs.json")  # nothing recorded: the next run anchors anew
+
+
+def test_a_failed_full_refresh_hands_off_its_appended_streams_but_no_partial_snapshot(
+    airbyte: FakeAirbyte, s3_env: S3Endpoint, tmp_path: Path
+) -> None:
+    """Applied as an overwrite, part of a snapshot would drop every row it did not reach from silver."""
+    name = unique("halfsnap")
+    connection_id = airbyte.add_connection(name, source_name=name, streams=["users", "orders"])
+    airbyte.set_sync_mode(connection_id, "users", "full_refresh", "overwrite")
+    failure = {"failureOrigin": "source", "failureType": "system_error", "externalMessage": "read timed out"}
+    airbyte.plan_attempts(connection_id, [{"failed": failure, "committed": True}])
+
+    assert sync_one(tmp_path, name, connection_id) == 1
+
+    (job,) = airbyte.jobs_for(connection_id)
+    assert manifests(s3_env, name, "users") == {}
+    assert sorted(manifests(s3_env, name, "orders")) == [job.id]
+    rows = {r["stream"]: r for r in latest_summary() if r["source"] == name}
+    assert rows["users"]["status"] == "partial_snapshot" and rows["users"]["rows"] == 40
+    assert rows["users"]["detail"] == f"job {job.id} failed: part of a full refresh is not a snapshot"
+    assert rows["*"]["status"] == "sync_failed" and "read timed out" in rows["*"]["detail"]
+
+
+def test_a_job_whose_hand_off_failed_is_handed_off_by_the_next_run(
+    airbyte: FakeAirbyte, s3_env: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.bronze as bronze_flow
+
+    name = unique("retry")
+    connection_id = airbyte.add_connection(name, source_name=name)
+    real = bronze_flow.hand_off_batch_task
+
+    def storage_outage(*args: Any, **kwargs: Any) -> str:
+        raise OSError("bronze bucket unreachable")  # what is left after the task's own retries
+
+    monkeypatch.setattr(bronze_flow, "hand_off_batch_task", storage_outage)
+    assert sync_one(tmp_path, name, connection_id) == 1
+    (first,) = (job.id for job in airbyte.jobs_for(connection_id))
+    assert manifests(s3_env, name, "users") == {}
+    assert ledger(s3_env, name) == {"watermark": first - 1, "done": []}  # not processed: kept for the next run
+
+    monkeypatch.setattr(bronze_flow, "hand_off_batch_task", real)
+    assert sync_one(tmp_path, name, connection_id) == 0
+    second = max(job.id for job in airbyte.jobs_for(connection_id))
+    assert sorted(manifests(s3_env, name, "users")) == [first, second]
+    assert ledger(s3_env, name) == {"watermark": second, "done": []}

@@ -243,6 +243,40 @@ class AirbyteClient:
         running = [j for j in jobs if not j.terminal and j.connection_id in ("", connection_id)]
         return sorted(running, key=lambda j: (j.created_at, j.id), reverse=True)
 
+    def jobs_after(self, connection_id: str, after_job_id: int, page_size: int = 50) -> list[Job]:
+        """The connection's sync jobs with an id above ``after_job_id``, in any status, oldest first.
+
+        Pages newest first until a page reaches ``after_job_id`` or ends (job ids grow with creation time).
+        """
+        found: list[Job] = []
+        offset = 0
+        while True:
+            page = self._jobs_page(connection_id, page_size, offset)
+            found += [j for j in page if j.id > after_job_id and j.connection_id in ("", connection_id)]
+            if len(page) < page_size or any(j.id <= after_job_id for j in page):
+                return sorted(found, key=lambda j: j.id)
+            offset += page_size
+
+    def _jobs_page(self, connection_id: str, limit: int, offset: int) -> list[Job]:
+        """One page of the connection's sync jobs, newest first."""
+        if self.settings.api == "public":
+            params = {
+                "connectionId": connection_id,
+                "jobType": "sync",
+                "limit": limit,
+                "offset": offset,
+                "orderBy": "createdAt|DESC",
+            }
+            body = self._call("GET", f"{self.settings.public_base}/jobs", params=params, connection_id=connection_id)
+            return [Job.from_public_api(j) for j in body.get("data") or []]
+        request = {
+            "configTypes": ["sync"],
+            "configId": connection_id,
+            "pagination": {"pageSize": limit, "rowOffset": offset},
+        }
+        body = self._call("POST", f"{self.settings.config_base}/jobs/list", json=request, connection_id=connection_id)
+        return [Job.from_config_api(j) for j in body.get("jobs") or []]
+
     def cancel_job(self, job_id: int) -> Job:
         """Ask the server to cancel the job."""
         if self.settings.api == "public":

@@ -236,11 +236,13 @@ class FakeJob:
 
     @property
     def records_committed(self) -> dict[str, int]:
-        """Committed records per stream of the successful attempt (empty until it ends)."""
+        """Committed records per stream, summed over the ended attempts (a failed one may have committed some)."""
+        totals: dict[str, int] = {}
         for attempt in self.attempts:
-            if attempt.status == "succeeded":
-                return {name: stats["recordsCommitted"] for name, stats in attempt.stream_stats.items()}
-        return {}
+            if attempt.status in ("succeeded", "failed"):
+                for name, stats in attempt.stream_stats.items():
+                    totals[name] = totals.get(name, 0) + stats["recordsCommitted"]
+        return totals if self.terminal else {}
 
 
 @dataclass
@@ -475,17 +477,34 @@ class FakeAirbyte:
             self.connections[connection.connection_id] = connection
         return connection.connection_id
 
+    def set_sync_mode(self, connection_id: str, stream: str, sync_mode: str, destination_sync_mode: str) -> None:
+        """Configure one stream of a connection, as a user editing it in the Airbyte UI would."""
+        with self._lock:
+            conn = self.connections[connection_id]
+            streams = conn.catalog or self._connection_read_default(conn)["syncCatalog"]["streams"]
+            for item in streams:
+                if item["stream"]["name"] == stream:
+                    item["config"].update(syncMode=sync_mode, destinationSyncMode=destination_sync_mode)
+            conn.catalog = streams
+
     def set_connection_status(self, connection_id: str, status: str) -> None:
         with self._lock:
             self.connections[connection_id].status = status
 
     def plan_attempts(self, connection_id: str, outcomes: list[Outcome]) -> None:
-        """Outcomes of the attempts of the connection's next job ("succeeded" | "failed" | {"failed": {...}})."""
+        """Outcomes of the attempts of the connection's next job ("succeeded" | "failed" | {"failed": {...}}).
+
+        ``{"failed": {...}, "committed": True}``: the attempt writes its records (and Airbyte counts them as
+        committed) before it fails, as a destination that flushed and checkpointed part of a sync does.
+        """
         if not outcomes:
             raise ValueError("plan at least one attempt")
         for outcome in outcomes:
             ok = outcome in ("succeeded", "failed") or (
-                isinstance(outcome, dict) and set(outcome) == {"failed"} and isinstance(outcome["failed"], dict)
+                isinstance(outcome, dict)
+                and set(outcome) in ({"failed"}, {"failed", "committed"})
+                and isinstance(outcome["failed"], dict)
+                and outcome.get("committed", True) is True
             )
             if not ok:
                 raise ValueError(f"bad attempt outcome {outcome!r}")
@@ -670,7 +689,9 @@ class FakeAirbyte:
                         continue  # cancelled while writing
                     attempt = job.attempts[-1]
                     now = time.time()
-                    if error is None and result is not None:
+                    if error is None and result is not None and _commits(attempt.outcome):
+                        self._end_attempt_failed(job, attempt, now, attempt.outcome, result)
+                    elif error is None and result is not None:
                         self._end_attempt_succeeded(job, attempt, now, result)
                     else:
                         job.writer_error = error
@@ -712,12 +733,15 @@ class FakeAirbyte:
                 attempt = job.attempts[-1]
                 if now < attempt.planned_end:
                     return
-                if attempt.outcome == "succeeded":
+                if attempt.outcome == "succeeded" or _commits(attempt.outcome):
                     if self.writer is not None and job.config_type == "sync":
                         job.writer_state = "due"  # the ticker calls the writer outside the lock
                         return
                     stats = dict.fromkeys(job.streams, self.records_per_stream if job.config_type == "sync" else 0)
-                    self._end_attempt_succeeded(job, attempt, attempt.planned_end, stats)
+                    if _commits(attempt.outcome):
+                        self._end_attempt_failed(job, attempt, attempt.planned_end, attempt.outcome, stats)
+                    else:
+                        self._end_attempt_succeeded(job, attempt, attempt.planned_end, stats)
                 else:
                     self._end_attempt_failed(job, attempt, attempt.planned_end, attempt.outcome)
             else:  # pragma: no cover - defensive
@@ -754,7 +778,9 @@ class FakeAirbyte:
         ]
         self._set_status(job, "succeeded", at)
 
-    def _end_attempt_failed(self, job: FakeJob, attempt: FakeAttempt, at: float, outcome: Outcome) -> None:
+    def _end_attempt_failed(
+        self, job: FakeJob, attempt: FakeAttempt, at: float, outcome: Outcome, committed: dict[str, int] | None = None
+    ) -> None:
         custom = outcome.get("failed", {}) if isinstance(outcome, dict) else {}
         attempt.failure = {
             "failureOrigin": "source",
@@ -769,6 +795,8 @@ class FakeAirbyte:
         }
         emitted = self.records_per_stream // 2 if job.config_type == "sync" else 0
         attempt.stream_stats = {name: _stats(emitted, committed=0) for name in job.streams}
+        if committed is not None:  # what it wrote before failing is committed
+            attempt.stream_stats = {name: _stats(int(committed.get(name, 0))) for name in job.streams}
         attempt.status = "failed"
         attempt.ended_at = attempt.updated_at = at
         attempt.log_lines += [
@@ -1945,6 +1973,11 @@ def _masked_paths(config: dict[str, Any], path: str = "") -> list[str]:
 
 
 _AGG_KEYS = ("recordsEmitted", "bytesEmitted", "recordsCommitted", "bytesCommitted", "recordsRejected")
+
+
+def _commits(outcome: Outcome) -> bool:
+    """A failed attempt that committed its records before failing."""
+    return isinstance(outcome, dict) and outcome.get("committed") is True
 
 
 def _stats(emitted: int, committed: int | None = None) -> dict[str, int]:
