@@ -17,6 +17,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .airbyte.client import AirbyteClient
 from .airbyte.models import Job, JobStatus
 from .layout import job_ledger_key
 from .storage import LakeStorage
@@ -53,6 +54,21 @@ def committed_anything(job: Job) -> bool:
         return True
     per_stream = sum(s.records_committed for s in job.stream_stats.values())
     return per_stream > 0 or bool(job.records_committed)
+
+
+def ledger_for(storage: LakeStorage, source: str, awaited: int | None) -> JobLedger | None:
+    """The source's ledger; a new one just below the awaited job when there is none (None without either)."""
+    ledger = load_ledger(storage, source)
+    if ledger is None and awaited is not None:
+        ledger = JobLedger(watermark=awaited - 1)
+    return ledger
+
+
+def jobs_to_check(client: AirbyteClient, connection_id: str, ledger: JobLedger) -> list[Job]:
+    """The connection's jobs above the watermark; the pending ones as ``jobs/get`` describes them (all stats)."""
+    listed = client.jobs_after(connection_id, ledger.watermark)
+    pending = {job.id for job in ledger.pending(listed)}
+    return [client.get_job(job.id) if job.id in pending else job for job in listed]
 
 
 def load_ledger(storage: LakeStorage, source: str) -> JobLedger | None:

@@ -28,7 +28,7 @@ from lakehouse_ingest.airbyte.syncs import SyncRun, cancel_active_jobs, run_sync
 from lakehouse_ingest.catalog import SourceEntry
 from lakehouse_ingest.embedded import StreamBatch
 from lakehouse_ingest.errors import ValidationFailed
-from lakehouse_ingest.job_ledger import JobLedger, load_ledger, save_ledger
+from lakehouse_ingest.job_ledger import JobLedger, jobs_to_check, ledger_for, save_ledger
 from lakehouse_ingest.platform import archive_job_logs, job_batches, totals_mismatch
 from lakehouse_ingest.storage import opened_storage
 from tasks.bronze import transient_retrying_task
@@ -202,21 +202,12 @@ def collect_job_batches_task(plan: PlatformPlan, job: Job, bronze_uri: str) -> d
 
 @transient_retrying_task("pending-jobs", "pending-jobs-{plan.source.name}")
 def pending_jobs_task(plan: PlatformPlan, awaited: int | None, bronze_uri: str) -> tuple[JobLedger | None, list[Job]]:
-    """The source's job ledger and the connection's jobs above its watermark (each as ``jobs/get`` gives it).
-
-    A source without a ledger starts one just below the awaited job (None when there is none: nothing to anchor).
-    """
+    """The source's job ledger (see ``job_ledger``) and the connection's jobs above its watermark."""
     with opened_storage(bronze_uri) as bronze:
-        ledger = load_ledger(bronze, plan.source.name)
+        ledger = ledger_for(bronze, plan.source.name, awaited)
     if ledger is None:
-        if awaited is None:
-            return None, []
-        ledger = JobLedger(watermark=awaited - 1)
-    client = airbyte_client()
-    listed = client.jobs_after(plan.connection.id, ledger.watermark)
-    pending = {job.id for job in ledger.pending(listed)}
-    jobs = [client.get_job(job.id) if job.id in pending and job.id != awaited else job for job in listed]
-    return ledger, jobs
+        return None, []
+    return ledger, jobs_to_check(airbyte_client(), plan.connection.id, ledger)
 
 
 @transient_retrying_task("record-jobs", "record-jobs-{source}")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from lakehouse_ingest.airbyte.models import Attempt, Job, JobStatus, StreamStats
-from lakehouse_ingest.job_ledger import JobLedger, committed_anything, load_ledger, save_ledger
+from lakehouse_ingest.job_ledger import JobLedger, committed_anything, ledger_for, load_ledger, save_ledger
 from lakehouse_ingest.storage import LocalStorage
 
 
@@ -48,3 +48,11 @@ def test_round_trip_and_no_ledger_before_the_first_job(tmp_path: Path) -> None:
     save_ledger(storage, "pg", JobLedger(41, {43, 45}))
     assert load_ledger(storage, "pg") == JobLedger(41, {43, 45})
     assert (tmp_path / "_state" / "airbyte" / "pg" / "jobs.json").is_file()
+
+
+def test_a_new_ledger_starts_just_below_the_first_awaited_job(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    assert ledger_for(storage, "pg", None) is None  # nothing to anchor to: no catch-up
+    assert ledger_for(storage, "pg", 42) == JobLedger(41)  # history before it is not replayed
+    save_ledger(storage, "pg", JobLedger(7, {9}))
+    assert ledger_for(storage, "pg", 42) == JobLedger(7, {9})
