@@ -272,8 +272,10 @@ def _finish_platform(
         get_run_logger().warning("%s: earlier jobs not checked (%s); handing off job %s only", source, exc, awaited)
         ledger, jobs = None, [run.job] if run is not None else []
     pending = ledger.pending(jobs) if ledger is not None else jobs
-    if run is not None:  # the awaited job as jobs/get described it (complete stats)
-        pending = [run.job if job.id == run.job.id else job for job in pending]
+    if run is not None:  # the awaited job as it was awaited, even if the job list lags behind
+        pending = [job for job in pending if job.id != run.job.id]
+        if ledger is None or ledger.pending([run.job]):
+            pending = sorted([*pending, run.job], key=lambda job: job.id)
     newest_snapshot = _newest_snapshots(plan, pending)
     ours: list[StreamReport] = []
     for job in pending:
