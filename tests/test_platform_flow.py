@@ -16,6 +16,7 @@ import pytest
 import yaml
 from support.fake_airbyte import FakeAirbyte, FakeConnection, FakeJob, airbyte_s3_writer
 from support.seaweed import S3Endpoint
+from test_bronze_flow import latest_artifact_rows
 
 from flows.bronze import main
 
@@ -304,19 +305,8 @@ def test_an_older_full_refresh_left_behind_is_superseded_by_the_newer(
     users, orders = manifests(s3_env, name, "users"), manifests(s3_env, name, "orders")
     assert outside not in users and newest in users
     assert {outside, newest} <= set(orders)
-    rows = {r["stream"]: r for r in latest_summary() if r["source"] == name and r["status"] == "superseded"}
+    rows = {r["stream"]: r for r in latest_artifact_rows() if r["source"] == name and r["status"] == "superseded"}
     assert rows["users"]["detail"] == f"job {outside} a newer full refresh (job {newest}) replaces this snapshot"
-
-
-def latest_summary() -> list[dict[str, Any]]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    with get_client(sync_client=True) as client:
-        key = ArtifactFilterKey(any_=["bronze-ingest-summary"])
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=key))
-    data = max(found, key=lambda a: a.created).data
-    return list(json.loads(data) if isinstance(data, str) else data)
 
 
 def test_when_the_job_list_is_refused_the_awaited_job_is_still_handed_off(
@@ -348,7 +338,7 @@ def test_a_failed_full_refresh_hands_off_its_appended_streams_but_no_partial_sna
     (job,) = airbyte.jobs_for(connection_id)
     assert manifests(s3_env, name, "users") == {}
     assert sorted(manifests(s3_env, name, "orders")) == [job.id]
-    rows = {r["stream"]: r for r in latest_summary() if r["source"] == name}
+    rows = {r["stream"]: r for r in latest_artifact_rows() if r["source"] == name}
     assert rows["users"]["status"] == "partial_snapshot" and rows["users"]["rows"] == 40
     assert rows["users"]["detail"] == f"job {job.id} failed: part of a full refresh is not a snapshot"
     assert rows["*"]["status"] == "sync_failed" and "read timed out" in rows["*"]["detail"]
