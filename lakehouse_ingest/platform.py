@@ -22,6 +22,7 @@ from .arrow_types import AIRBYTE_FIELDS
 from .embedded import StreamBatch
 from .layout import DATA_FILE, stream_prefix
 from .parquet_parts import PublishedPart
+from .protocol import stream_key
 from .storage import LakeStorage
 
 CLOCK_SKEW_MS = 60_000
@@ -38,7 +39,7 @@ def job_batches(bronze: LakeStorage, source: str, connection: Connection, job: J
     batches = {}
     for stream in streams:
         files, schema, generation = _job_files(bronze, stream_prefix(source, stream.name), job)
-        key = f"{stream.namespace}.{stream.name}" if stream.namespace else stream.name
+        key = stream_key(stream.name, stream.namespace)
         committed = stats[key].records_committed if key in stats else None
         batches[stream.name] = StreamBatch(
             source=source,

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+from ..protocol import stream_key
+
 ActorKind = Literal["source", "destination"]
 
 
@@ -111,7 +113,7 @@ class Job:
         totals: dict[str, StreamStats] = {}
         for attempt in self.attempts:
             for stats in attempt.streams:
-                key = f"{stats.namespace}.{stats.stream}" if stats.namespace else stats.stream
+                key = stream_key(stats.stream, stats.namespace)
                 totals[key] = totals[key].plus(stats) if key in totals else stats
         return totals
 
