@@ -267,19 +267,16 @@ def _finish_platform(
     awaited = run.job.id if run is not None else getattr(error, "job_id", None)
     reports = [] if run is not None else [StreamReport(source, "*", "sync_failed", detail=str(error))]
     try:
-        ledger, jobs = pending_jobs_task(plan, awaited, settings.bronze_uri)
+        ledger, jobs = pending_jobs_task(plan, awaited, run.job if run is not None else None, settings.bronze_uri)
     except Exception as exc:  # the job list is out of reach: hand off the awaited job alone, catch up next run
         get_run_logger().warning("%s: earlier jobs not checked (%s); handing off job %s only", source, exc, awaited)
         ledger, jobs = None, [run.job] if run is not None else []
     pending = ledger.pending(jobs) if ledger is not None else jobs
-    if run is not None:  # the awaited job as it was awaited, even if the job list lags behind
-        pending = [job for job in pending if job.id != run.job.id]
-        if ledger is None or ledger.pending([run.job]):
-            pending = sorted([*pending, run.job], key=lambda job: job.id)
-    newest_snapshot = _newest_snapshots(plan, pending)
+    # Airbyte deletes an older generation's files once a newer full refresh succeeds: only the newest is a snapshot.
+    newest = max((job.id for job in pending if job.status is JobStatus.SUCCEEDED), default=None)
     ours: list[StreamReport] = []
     for job in pending:
-        job_reports, done = _hand_off_job(plan, job, job.id == awaited, newest_snapshot, settings, options)
+        job_reports, done = _hand_off_job(plan, job, job.id == awaited, newest, settings, options)
         reports += job_reports
         ours += job_reports if job.id == awaited else []
         if done and ledger is not None:
@@ -298,7 +295,7 @@ def _hand_off_job(
     plan: PlatformPlan,
     job: Job,
     awaited: bool,
-    newest_snapshot: dict[str, int],
+    newest_succeeded: int | None,
     settings: IngestSettings,
     options: PlatformOptions,
 ) -> tuple[list[StreamReport], bool]:
@@ -320,9 +317,11 @@ def _hand_off_job(
         return [StreamReport(source, "*", "error", detail=f"job {job.id}: {type(exc).__name__}: {exc}")], False
     reports = []
     for name, batch in list(batches.items()):
-        if newest_snapshot.get(name, job.id) > job.id:
-            status, why = "superseded", f"a newer full refresh (job {newest_snapshot[name]}) replaces this snapshot"
-        elif batch.destination_sync_mode.startswith("overwrite") and job.status is not JobStatus.SUCCEEDED:
+        if not batch.destination_sync_mode.startswith("overwrite"):
+            continue
+        if newest_succeeded is not None and newest_succeeded > job.id:
+            status, why = "superseded", f"a newer full refresh (job {newest_succeeded}) replaces this snapshot"
+        elif job.status is not JobStatus.SUCCEEDED:
             status, why = "partial_snapshot", f"{job.raw_status}: part of a full refresh is not a snapshot"
         else:
             continue
@@ -332,16 +331,6 @@ def _hand_off_job(
     handed, _ = _validate_and_hand_off(plan.source, batches, settings)
     reports += handed
     return reports, all(r.status not in ("error", "handoff_failed") for r in reports)
-
-
-def _newest_snapshots(plan: PlatformPlan, jobs: Sequence[Job]) -> dict[str, int]:
-    """Per overwrite stream, the newest succeeded job among ``jobs``: older snapshots are not handed off.
-
-    Airbyte deletes an older generation's files once a newer one succeeds, and silver would skip it anyway.
-    """
-    overwrite = [s.name for s in plan.connection.streams if s.destination_sync_mode.startswith("overwrite")]
-    succeeded = [job.id for job in jobs if job.status is JobStatus.SUCCEEDED]
-    return {name: max(succeeded) for name in overwrite} if succeeded else {}
 
 
 def _record_success(source: str, sync_id: int, settings: IngestSettings) -> None:

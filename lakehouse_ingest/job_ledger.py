@@ -64,11 +64,16 @@ def ledger_for(storage: LakeStorage, source: str, awaited: int | None) -> JobLed
     return ledger
 
 
-def jobs_to_check(client: AirbyteClient, connection_id: str, ledger: JobLedger) -> list[Job]:
-    """The connection's jobs above the watermark; the pending ones as ``jobs/get`` describes them (all stats)."""
-    listed = client.jobs_after(connection_id, ledger.watermark)
+def jobs_to_check(client: AirbyteClient, connection_id: str, ledger: JobLedger, known: Job | None = None) -> list[Job]:
+    """The connection's jobs above the watermark; the pending ones as ``jobs/get`` describes them (all stats).
+
+    ``known``: a finished job already read that way (the one the run awaited): used as is, and included even
+    when the job list lags behind it.
+    """
+    listed = [job for job in client.jobs_after(connection_id, ledger.watermark) if known is None or job.id != known.id]
     pending = {job.id for job in ledger.pending(listed)}
-    return [client.get_job(job.id) if job.id in pending else job for job in listed]
+    jobs = [client.get_job(job.id) if job.id in pending else job for job in listed]
+    return sorted([*jobs, known], key=lambda job: job.id) if known is not None else jobs
 
 
 def load_ledger(storage: LakeStorage, source: str) -> JobLedger | None:

@@ -201,13 +201,15 @@ def collect_job_batches_task(plan: PlatformPlan, job: Job, bronze_uri: str) -> d
 
 
 @transient_retrying_task("pending-jobs", "pending-jobs-{plan.source.name}")
-def pending_jobs_task(plan: PlatformPlan, awaited: int | None, bronze_uri: str) -> tuple[JobLedger | None, list[Job]]:
+def pending_jobs_task(
+    plan: PlatformPlan, awaited: int | None, awaited_job: Job | None, bronze_uri: str
+) -> tuple[JobLedger | None, list[Job]]:
     """The source's job ledger (see ``job_ledger``) and the connection's jobs above its watermark."""
     with opened_storage(bronze_uri) as bronze:
         ledger = ledger_for(bronze, plan.source.name, awaited)
     if ledger is None:
         return None, []
-    return ledger, jobs_to_check(airbyte_client(), plan.connection.id, ledger)
+    return ledger, jobs_to_check(airbyte_client(), plan.connection.id, ledger, awaited_job)
 
 
 @transient_retrying_task("record-jobs", "record-jobs-{source}")
