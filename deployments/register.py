@@ -12,6 +12,8 @@ share a server never prune each other's.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import get_client
 from prefect import serve as prefect_serve
 from prefect.client.orchestration import SyncPrefectClient
@@ -45,8 +47,9 @@ def register(
         if any(s.connector is None for s in catalog.sources):
             limit = PlatformOptions.from_env().max_concurrent_syncs
             lines.append(_ensure_limit(client, airbyte_limit_name(AirbyteSettings.from_env().url), limit))
+        schemas = {pool: _variables_schema(client, pool) for pool in {p.work_pool for p in plans if p.job_variables}}
         for plan in plans:  # all checked before the first is applied: a bad one leaves the server as it was
-            _check_job_variables(client, plan)
+            _check_job_variables(plan, schemas.get(plan.work_pool))
     for plan, deployment in zip(plans, runner_deployments(plans), strict=True):
         try:
             deployment_id = deployment.apply()
@@ -97,12 +100,15 @@ def serve(plans: list[DeploymentPlan]) -> None:
     prefect_serve(*runner_deployments(plans, serve=True))
 
 
-def _check_job_variables(client: SyncPrefectClient, plan: DeploymentPlan) -> None:
+def _variables_schema(client: SyncPrefectClient, pool: str) -> dict[str, Any] | None:
+    """The JSON schema of the pool's job variables (None when its template declares none)."""
+    schema = (client.read_work_pool(pool).base_job_template or {}).get("variables")
+    return dict(schema) if schema else None
+
+
+def _check_job_variables(plan: DeploymentPlan, schema: dict[str, Any] | None) -> None:
     """Check the plan's job variables against its pool's schema, as the server would, before anything is applied."""
-    if not plan.job_variables:
-        return
-    schema = (client.read_work_pool(plan.work_pool).base_job_template or {}).get("variables")
-    if not schema:
+    if not plan.job_variables or not schema:
         return
     try:
         validate(plan.job_variables, schema, raise_on_error=True, ignore_required=True, allow_none_with_default=True)
