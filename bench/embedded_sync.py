@@ -24,13 +24,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lakehouse_ingest.catalog import SourceEntry
-from lakehouse_ingest.checks import validate_batch
-from lakehouse_ingest.connector import Connector, ConnectorInstaller, _private_files
-from lakehouse_ingest.embedded import plan_source, run_sync
-from lakehouse_ingest.manifest import publish_manifest
+from lakehouse_ingest.bronze.checks.validate import validate_batch
+from lakehouse_ingest.bronze.manifest import publish_manifest
+from lakehouse_ingest.catalog.sources import SourceEntry
+from lakehouse_ingest.lake.storage import open_storage
 from lakehouse_ingest.settings import IngestSettings
-from lakehouse_ingest.storage import open_storage
+from lakehouse_ingest.sources.embedded.connector import Connector, ConnectorInstaller, _private_files
+from lakehouse_ingest.sources.embedded.plan import plan_source
+from lakehouse_ingest.sources.embedded.sync import run_embedded_sync
 
 
 def source(users: int, parallelism: int) -> SourceEntry:
@@ -68,7 +69,7 @@ def our_sync(plan: object, root: Path) -> tuple[float, int, int]:
     bronze = open_storage(str(root))
     logger = logging.getLogger("bench")
     started = time.perf_counter()
-    outcome = run_sync(plan, bronze, logger)  # type: ignore[arg-type]
+    outcome = run_embedded_sync(plan, bronze, logger)  # type: ignore[arg-type]
     for batch in outcome.batches.values():
         validation = validate_batch(bronze, batch)
         assert validation.passed, validation.failure

@@ -29,12 +29,12 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from support.seaweed import S3Endpoint, SeaweedS3Server  # noqa: E402
 
-from lakehouse_ingest import checks  # noqa: E402
-from lakehouse_ingest.arrow_types import AIRBYTE_META  # noqa: E402
-from lakehouse_ingest.embedded import StreamBatch  # noqa: E402
-from lakehouse_ingest.layout import data_key, stream_prefix  # noqa: E402
-from lakehouse_ingest.parquet_parts import PublishedPart  # noqa: E402
-from lakehouse_ingest.storage import finalize_s3, open_storage  # noqa: E402
+from lakehouse_ingest.bronze.arrow_types import AIRBYTE_META  # noqa: E402
+from lakehouse_ingest.bronze.batch import StreamBatch  # noqa: E402
+from lakehouse_ingest.bronze.checks import validate as checks  # noqa: E402
+from lakehouse_ingest.bronze.parts import PublishedPart  # noqa: E402
+from lakehouse_ingest.lake.keys import data_key, stream_prefix  # noqa: E402
+from lakehouse_ingest.lake.storage import finalize_s3, open_storage  # noqa: E402
 
 SYNC_ID = 1_700_000_000_000
 STARTED = datetime.fromtimestamp(SYNC_ID / 1000, UTC)

@@ -7,7 +7,7 @@ every file of the table is touched), 25 % inserts of new keys, 5 % CDC deletes.
 
 Each round, on fresh copies of the table, and each side in its own subprocess (peak RSS is that process's
 VmHWM):
-  (a) ours: ``lakehouse_ingest.silver.apply_manifest`` (read the manifest's files, newest per key, tombstones,
+  (a) ours: ``lakehouse_ingest.silver.merge.apply_manifest`` (read the manifest's files, newest per key, tombstones,
       Delta merge with the newest-wins predicates, one commit);
   (b) DuckDB: read the Parquet table and the batch, keep the newest row per key (window over key, by cursor and
       extraction time; the existing row wins a tie), drop deletes, write the result as Parquet.
@@ -44,7 +44,7 @@ def _rows(ids: Any, sync_id: int, version: int, deleted: Any = None, cursor: int
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from lakehouse_ingest.arrow_types import AIRBYTE_META
+    from lakehouse_ingest.bronze.arrow_types import AIRBYTE_META
 
     n = len(ids)
     text_ids = pc.utf8_lpad(ids.cast(pa.string()), 12, "0")
@@ -76,8 +76,8 @@ def set_up(work: Path, rows: int, changes: int, recent: bool) -> dict[str, Any]:
     import pyarrow.parquet as pq
     from deltalake import CommitProperties, write_deltalake
 
-    from lakehouse_ingest.layout import manifest_key
-    from lakehouse_ingest.silver import GENERATION_METADATA, MODE_METADATA, SYNC_ID_METADATA
+    from lakehouse_ingest.lake.keys import manifest_key
+    from lakehouse_ingest.silver.merge import GENERATION_METADATA, MODE_METADATA, SYNC_ID_METADATA
 
     silver = work / "silver" / "bench" / "users"
     duck_base = work / "duckdb" / "base"
@@ -160,8 +160,8 @@ def peak_rss_mb() -> float:
 
 
 def child_ours(work: Path) -> dict[str, Any]:
-    from lakehouse_ingest.silver import SilverTables, apply_manifest, load_manifest
-    from lakehouse_ingest.storage import LocalStorage
+    from lakehouse_ingest.lake.storage import LocalStorage
+    from lakehouse_ingest.silver.merge import SilverTables, apply_manifest, load_manifest
 
     bronze = LocalStorage(work / "bronze")
     tables = SilverTables(LocalStorage(work / "round" / "silver"))

@@ -57,7 +57,7 @@ def generate(root: Path, rows: int, parts: int) -> list[dict[str, object]]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from lakehouse_ingest.arrow_types import AIRBYTE_META
+    from lakehouse_ingest.bronze.arrow_types import AIRBYTE_META
 
     def draw(n: int, high: float, seed: int) -> pa.Array:
         return pc.floor(pc.multiply(pc.random(n, initializer=seed), high)).cast(pa.int64())
@@ -143,11 +143,11 @@ from datetime import datetime
 from pathlib import Path
 args = json.loads(sys.argv[1])
 sys.path.insert(0, args["root"])
-from lakehouse_ingest.catalog import StreamChecks
-from lakehouse_ingest.checks import validate_batch
-from lakehouse_ingest.embedded import StreamBatch
-from lakehouse_ingest.parquet_parts import PublishedPart
-from lakehouse_ingest.storage import LocalStorage
+from lakehouse_ingest.catalog.sources import StreamChecks
+from lakehouse_ingest.bronze.checks.validate import validate_batch
+from lakehouse_ingest.bronze.batch import StreamBatch
+from lakehouse_ingest.bronze.parts import PublishedPart
+from lakehouse_ingest.lake.storage import LocalStorage
 import pyarrow as pa
 storage = LocalStorage(Path(args["lake"]))
 files = [PublishedPart(f["key"], f["rows"], f["bytes"]) for f in args["files"]]

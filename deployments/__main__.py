@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from lakehouse_ingest.catalog import load_catalog
+from lakehouse_ingest.catalog.sources import load_catalog
 from lakehouse_ingest.errors import ConfigError, IngestError
 from lakehouse_ingest.settings import IngestSettings
 

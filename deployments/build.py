@@ -24,9 +24,9 @@ from prefect.types.entrypoint import EntrypointType
 
 from flows.bronze import bronze_ingest
 from flows.silver import silver_merge
-from lakehouse_ingest.catalog import Catalog, SourceEntry
-from lakehouse_ingest.deployment_spec import DeploymentSpec, EventTriggerSpec, ScheduleSpec, duration_seconds
-from lakehouse_ingest.manifest import EVENT_VALIDATED
+from lakehouse_ingest.bronze.manifest import EVENT_VALIDATED
+from lakehouse_ingest.catalog.deployments import DeploymentSpec, EventTriggerSpec, ScheduleSpec, duration_seconds
+from lakehouse_ingest.catalog.sources import Catalog, SourceEntry
 
 BRONZE_FLOW = "bronze-ingest"
 SILVER_FLOW = "silver-merge"

@@ -18,10 +18,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
-from lakehouse_ingest.airbyte.client import AirbyteClient, AirbyteSettings
-from lakehouse_ingest.airbyte.provision import Provisioner, S3Target, SourcePlan, render_plan, scrub, summary
-from lakehouse_ingest.catalog import load_catalog
+from lakehouse_ingest.catalog.sources import load_catalog
 from lakehouse_ingest.errors import ConfigError, IngestError
+from lakehouse_ingest.provisioning.plan import Provisioner, S3Target, SourcePlan, render_plan, scrub, summary
+from lakehouse_ingest.sources.airbyte.client import AirbyteClient, AirbyteSettings
 
 
 def _parser() -> argparse.ArgumentParser:

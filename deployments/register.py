@@ -30,9 +30,9 @@ from prefect.utilities.schema_tools.validation import ValidationError, validate
 from prefect.workers.process import ProcessWorker
 
 from deployments.build import BRONZE_FLOW, SILVER_FLOW, DeploymentPlan, runner_deployments
-from lakehouse_ingest.airbyte.client import AirbyteSettings
-from lakehouse_ingest.catalog import Catalog
+from lakehouse_ingest.catalog.sources import Catalog
 from lakehouse_ingest.errors import ConfigError, IngestError
+from lakehouse_ingest.sources.airbyte.client import AirbyteSettings
 from tasks.airbyte import PlatformOptions, airbyte_limit_name
 
 

@@ -30,21 +30,23 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.common import add_lake_arguments, resolve_settings, select_sources
 from flows.silver import run_silver
-from lakehouse_ingest.airbyte.client import AirbyteSettings
-from lakehouse_ingest.airbyte.models import Job, JobStatus
-from lakehouse_ingest.airbyte.syncs import SyncRun
-from lakehouse_ingest.catalog import SourceEntry
-from lakehouse_ingest.checks import BatchValidation
-from lakehouse_ingest.connector import Connector, ConnectorInstaller
-from lakehouse_ingest.embedded import SourcePlan, StreamBatch, SyncOutcome, validate_config
+from lakehouse_ingest.bronze.batch import StreamBatch
+from lakehouse_ingest.bronze.checks.validate import BatchValidation
+from lakehouse_ingest.bronze.manifest import load_quarantined
+from lakehouse_ingest.catalog.sources import SourceEntry
 from lakehouse_ingest.errors import ConfigError, IngestError, ValidationFailed
-from lakehouse_ingest.job_ledger import committed_anything
-from lakehouse_ingest.layout import stream_prefix
-from lakehouse_ingest.manifest import load_quarantined
-from lakehouse_ingest.names import safe_stream_dir
-from lakehouse_ingest.runs import load_last_success, too_soon
+from lakehouse_ingest.lake.keys import stream_prefix
+from lakehouse_ingest.lake.names import safe_stream_dir
+from lakehouse_ingest.lake.storage import finalize_s3, opened_storage
+from lakehouse_ingest.runs.schedule import load_last_success, too_soon
 from lakehouse_ingest.settings import IngestSettings
-from lakehouse_ingest.storage import finalize_s3, opened_storage
+from lakehouse_ingest.sources.airbyte.client import AirbyteSettings
+from lakehouse_ingest.sources.airbyte.models import Job, JobStatus
+from lakehouse_ingest.sources.airbyte.syncs import SyncRun
+from lakehouse_ingest.sources.embedded.connector import Connector, ConnectorInstaller
+from lakehouse_ingest.sources.embedded.plan import EmbeddedPlan, validate_config
+from lakehouse_ingest.sources.embedded.sync import SyncOutcome
+from lakehouse_ingest.sources.platform.job_ledger import committed_anything
 from tasks.airbyte import (
     PlatformOptions,
     PlatformPlan,
@@ -200,7 +202,7 @@ def _run_sources(selected: Sequence[SourceEntry], settings: IngestSettings) -> l
         p.source.name: embedded_sync_task.submit(
             p, settings.bronze_uri, settings.parquet_compression, settings.part_max_rows
         )
-        if isinstance(p, SourcePlan)
+        if isinstance(p, EmbeddedPlan)
         else platform_sync_task.submit(p, options)
         for p in plans
     }
@@ -211,7 +213,7 @@ def _run_sources(selected: Sequence[SourceEntry], settings: IngestSettings) -> l
 
 def _planned(
     selected: Sequence[SourceEntry], futures: Sequence[PrefectFuture[Any]]
-) -> tuple[list[SourcePlan | PlatformPlan], list[StreamReport]]:
+) -> tuple[list[EmbeddedPlan | PlatformPlan], list[StreamReport]]:
     """Plans that succeeded, and a report per source that failed to plan (check, discover, connection).
 
     Bad input (ConfigError) anywhere stops the whole run here, before a single write.
@@ -232,7 +234,7 @@ def _planned(
 
 
 def _finish_source(
-    plan: SourcePlan | PlatformPlan, sync: PrefectFuture[Any], settings: IngestSettings, options: PlatformOptions
+    plan: EmbeddedPlan | PlatformPlan, sync: PrefectFuture[Any], settings: IngestSettings, options: PlatformOptions
 ) -> list[StreamReport]:
     """Collect the sync's batches, validate and hand them off, then commit embedded state."""
     sync.wait()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from lakehouse_ingest.catalog import SourceEntry, load_catalog
+from lakehouse_ingest.catalog.sources import SourceEntry, load_catalog
+from lakehouse_ingest.lake.storage import open_storage
 from lakehouse_ingest.settings import IngestSettings
-from lakehouse_ingest.storage import open_storage
 
 
 def resolve_settings(catalog: str | None, bronze: str | None, silver: str | None) -> IngestSettings:

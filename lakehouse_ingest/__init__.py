@@ -1,16 +1,19 @@
-"""Plain-Python core of the Airbyte → lakehouse ingestion: no Prefect imports here.
+"""Plain-Python core of the Airbyte → lakehouse ingestion. No Prefect import anywhere below this package.
 
-Modules, in the order data flows through them:
+The folders follow the data path, each over the ones below it:
 
-- ``catalog``     : the YAML catalog of sources (validated up front).
-- ``connector``   : installs and runs a real Airbyte source connector through the Airbyte protocol.
-- ``protocol``    : the protocol messages a connector prints (RECORD / STATE / LOG / TRACE).
-- ``arrow_types`` : JSON schema → Arrow types, exactly as Airbyte's S3 destination maps them.
-- ``records``     : protocol RECORD lines → Arrow batches with the Airbyte columns.
-- ``parquet_parts``: bounded-memory Parquet part files, published atomically.
-- ``storage``     : one code path for a local directory and ``s3://bucket/prefix``.
-- ``layout``      : where bronze objects, manifests and connector state live.
-- ``embedded``    : one embedded sync, end to end, into bronze.
-- ``checks``      : validation of the batch that landed.
-- ``manifest``    : the handoff contract to silver.
+- ``sources/``      where rows come from: ``embedded/`` runs a real Airbyte connector through the Airbyte
+                    protocol; ``airbyte/`` talks to an Airbyte server (HTTP only); ``platform/`` finds what an
+                    Airbyte job wrote into bronze and which jobs are still to hand off.
+- ``bronze/``       what landed: the stream batch contract, Parquet parts, the checks and rules, reports,
+                    quarantine and the manifest that hands a batch to silver.
+- ``silver/``       one Delta Lake table per stream, merged from manifests exactly once.
+- ``provisioning/`` the Airbyte destination and connections a catalog needs (plan, then apply).
+- ``runs/``         decisions a run makes (statuses, what to hand off, what to skip), as pure functions
+                    the Prefect flows compose.
+- ``lake/``         under everything: storage (a directory or S3), every key, every stored document.
+- ``catalog/``      under everything: the YAML catalog of sources and deployments, validated up front.
+
+``errors`` (one exception hierarchy) and ``settings`` (environment) serve every layer. A package imports
+only from its own layer or the layers below it; ``lake`` and ``catalog`` import nothing above them.
 """

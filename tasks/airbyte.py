@@ -21,16 +21,16 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
 
-from lakehouse_ingest.airbyte.client import AirbyteClient, AirbyteSettings
-from lakehouse_ingest.airbyte.errors import AirbyteError, ConnectionInactiveError
-from lakehouse_ingest.airbyte.models import Connection, Job
-from lakehouse_ingest.airbyte.syncs import SyncRun, cancel_active_jobs, run_sync
-from lakehouse_ingest.catalog import SourceEntry
-from lakehouse_ingest.embedded import StreamBatch
+from lakehouse_ingest.bronze.batch import StreamBatch
+from lakehouse_ingest.catalog.sources import SourceEntry
 from lakehouse_ingest.errors import ValidationFailed
-from lakehouse_ingest.job_ledger import JobLedger, jobs_to_check, ledger_for, save_ledger
-from lakehouse_ingest.platform import archive_job_logs, job_batches, totals_mismatch
-from lakehouse_ingest.storage import opened_storage
+from lakehouse_ingest.lake.storage import opened_storage
+from lakehouse_ingest.sources.airbyte.client import AirbyteClient, AirbyteSettings
+from lakehouse_ingest.sources.airbyte.errors import AirbyteError, ConnectionInactiveError
+from lakehouse_ingest.sources.airbyte.models import Connection, Job
+from lakehouse_ingest.sources.airbyte.syncs import SyncRun, cancel_active_jobs, run_connection_sync
+from lakehouse_ingest.sources.platform.job_files import archive_job_logs, job_batches, totals_mismatch
+from lakehouse_ingest.sources.platform.job_ledger import JobLedger, jobs_to_check, ledger_for, save_ledger
 from tasks.bronze import transient_retrying_task
 
 _SECRET_BLOCKS = {
@@ -135,7 +135,7 @@ def cancel_running_jobs(why: str) -> list[int]:
     """Cancel, on Airbyte, every job this process is still awaiting (flow cancelled or crashed)."""
     import logging
 
-    return cancel_active_jobs(logging.getLogger("lakehouse_ingest.airbyte"), why)
+    return cancel_active_jobs(logging.getLogger("lakehouse_ingest.sources.airbyte"), why)
 
 
 def _server_slot(url: str, limit: int) -> threading.BoundedSemaphore:
@@ -182,7 +182,7 @@ def platform_sync_task(plan: PlatformPlan, options: PlatformOptions) -> SyncRun:
         slot.acquire()
     try:
         with _global_slot(options):
-            run = run_sync(client, plan.connection.id, logger, options.poll_interval, options.timeout)
+            run = run_connection_sync(client, plan.connection.id, logger, options.poll_interval, options.timeout)
     finally:
         slot.release()
     stats = ", ".join(f"{k}: {v.records_committed}" for k, v in run.job.stream_stats.items()) or "no per-stream stats"

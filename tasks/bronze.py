@@ -16,12 +16,9 @@ from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from lakehouse_ingest.catalog import SourceEntry, StreamChecks
-from lakehouse_ingest.checks import BatchValidation, validate_batch
-from lakehouse_ingest.connector import ConnectorInstaller
-from lakehouse_ingest.embedded import SourcePlan, StreamBatch, SyncOutcome, plan_source, run_sync
-from lakehouse_ingest.errors import ConnectorInstallError, StorageError
-from lakehouse_ingest.manifest import (
+from lakehouse_ingest.bronze.batch import StreamBatch
+from lakehouse_ingest.bronze.checks.validate import BatchValidation, validate_batch
+from lakehouse_ingest.bronze.manifest import (
     event_for,
     failure_event,
     previous_manifest,
@@ -30,9 +27,14 @@ from lakehouse_ingest.manifest import (
     quarantine,
     release_quarantine,
 )
-from lakehouse_ingest.runs import record_success
-from lakehouse_ingest.state import load_state, save_state
-from lakehouse_ingest.storage import opened_storage
+from lakehouse_ingest.catalog.sources import SourceEntry, StreamChecks
+from lakehouse_ingest.errors import ConnectorInstallError, StorageError
+from lakehouse_ingest.lake.storage import opened_storage
+from lakehouse_ingest.runs.schedule import record_success
+from lakehouse_ingest.sources.embedded.connector import ConnectorInstaller
+from lakehouse_ingest.sources.embedded.plan import EmbeddedPlan, plan_source
+from lakehouse_ingest.sources.embedded.state import load_state, save_state
+from lakehouse_ingest.sources.embedded.sync import SyncOutcome, run_embedded_sync
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -68,7 +70,7 @@ def transient_retrying_task(name: str, task_run_name: str) -> Callable[[Callable
 
 
 @transient_retrying_task("plan-source", "plan-{source.name}")
-def plan_source_task(source: SourceEntry, connector_cache_dir: str) -> SourcePlan:
+def plan_source_task(source: SourceEntry, connector_cache_dir: str) -> EmbeddedPlan:
     """Install the connector if needed, validate the config against its spec, check and discover."""
     logger = get_run_logger()
     installer = ConnectorInstaller(Path(connector_cache_dir), logger.info)
@@ -84,10 +86,10 @@ def plan_source_task(source: SourceEntry, connector_cache_dir: str) -> SourcePla
 
 # No retries: a retry would be a new sync, and the connector's own failures rarely heal by waiting.
 @task(name="embedded-sync", task_run_name="sync-{plan.source.name}", cache_policy=NO_CACHE)
-def embedded_sync_task(plan: SourcePlan, bronze_uri: str, compression: str, part_max_rows: int) -> SyncOutcome:
+def embedded_sync_task(plan: EmbeddedPlan, bronze_uri: str, compression: str, part_max_rows: int) -> SyncOutcome:
     """Run the connector and stream its records into bronze Parquet."""
     with opened_storage(bronze_uri) as bronze:
-        return run_sync(plan, bronze, get_run_logger(), compression=compression, part_max_rows=part_max_rows)
+        return run_embedded_sync(plan, bronze, get_run_logger(), compression=compression, part_max_rows=part_max_rows)
 
 
 @transient_retrying_task("validate-batch", "validate-{batch.source}-{batch.stream}")

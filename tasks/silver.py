@@ -8,9 +8,9 @@ from prefect import get_run_logger
 from prefect.events import emit_event
 
 from lakehouse_ingest.errors import ConfigError
-from lakehouse_ingest.layout import manifest_key
-from lakehouse_ingest.silver import SilverResult, SilverTables, apply_manifest, load_manifest
-from lakehouse_ingest.storage import opened_storage
+from lakehouse_ingest.lake.keys import manifest_key
+from lakehouse_ingest.lake.storage import opened_storage
+from lakehouse_ingest.silver.merge import SilverResult, SilverTables, apply_manifest, load_manifest
 from tasks.bronze import transient_retrying_task
 
 _MANIFEST = re.compile(

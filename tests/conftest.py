@@ -32,8 +32,8 @@ for _name in (
 
 from support.seaweed import S3Endpoint, SeaweedS3Server  # noqa: E402
 
+from lakehouse_ingest.lake.storage import LakeStorage, LocalStorage, S3Storage, open_storage  # noqa: E402
 from lakehouse_ingest.settings import IngestSettings  # noqa: E402
-from lakehouse_ingest.storage import LakeStorage, LocalStorage, S3Storage, open_storage  # noqa: E402
 
 FAKER_SOURCE = {
     "name": "faker",

@@ -15,9 +15,11 @@ import httpx
 import pytest
 from support.fake_airbyte import FakeAirbyte
 
-from lakehouse_ingest.airbyte import client as client_module
-from lakehouse_ingest.airbyte.client import AirbyteClient, AirbyteSettings
-from lakehouse_ingest.airbyte.errors import (
+from lakehouse_ingest.errors import ConfigError
+from lakehouse_ingest.lake.storage import LocalStorage
+from lakehouse_ingest.sources.airbyte import client as client_module
+from lakehouse_ingest.sources.airbyte.client import AirbyteClient, AirbyteSettings
+from lakehouse_ingest.sources.airbyte.errors import (
     AirbyteAuthError,
     AirbyteJobFailedError,
     AirbyteJobTimeoutError,
@@ -26,11 +28,9 @@ from lakehouse_ingest.airbyte.errors import (
     ConnectionInactiveError,
     ConnectionNotFoundError,
 )
-from lakehouse_ingest.airbyte.models import JobStatus
-from lakehouse_ingest.airbyte.syncs import await_job, cancel_active_jobs, run_sync, trigger_or_attach
-from lakehouse_ingest.errors import ConfigError
-from lakehouse_ingest.platform import archive_job_logs
-from lakehouse_ingest.storage import LocalStorage
+from lakehouse_ingest.sources.airbyte.models import JobStatus
+from lakehouse_ingest.sources.airbyte.syncs import await_job, cancel_active_jobs, run_connection_sync, trigger_or_attach
+from lakehouse_ingest.sources.platform.job_files import archive_job_logs
 
 LOG = logging.getLogger("test.airbyte")
 FAST = {"job_seconds": 0.3, "pending_seconds": 0.05}
@@ -51,7 +51,7 @@ def client_for(fake: FakeAirbyte, api: str = "config", **overrides: Any) -> Airb
 
 
 def sync(client: AirbyteClient, connection_id: str, timeout: float = 20.0) -> Any:
-    return run_sync(client, connection_id, LOG, poll_interval=0.05, timeout=timeout)
+    return run_connection_sync(client, connection_id, LOG, poll_interval=0.05, timeout=timeout)
 
 
 @pytest.mark.parametrize("api", ["config", "public"])
@@ -315,7 +315,7 @@ def test_interruption_cancels_the_job(fake: FakeAirbyte) -> None:
             raise KeyboardInterrupt
 
     with client_for(fake) as client, pytest.raises(KeyboardInterrupt):
-        run_sync(client, connection, LOG, poll_interval=0.05, timeout=60, sleep=sleep_then_interrupt)
+        run_connection_sync(client, connection, LOG, poll_interval=0.05, timeout=60, sleep=sleep_then_interrupt)
     (job,) = fake.jobs_for(connection)
     assert fake.wait_for_job(job.id).status == "cancelled"
 

@@ -7,9 +7,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from lakehouse_ingest.arrow_types import column_type, stream_columns
+from lakehouse_ingest.bronze.arrow_types import column_type, stream_columns
 from lakehouse_ingest.errors import ConfigError
-from lakehouse_ingest.names import column_name
+from lakehouse_ingest.lake.names import column_name
 
 UTC_US = pa.timestamp("us", tz="UTC")
 

@@ -117,7 +117,7 @@ def test_project_log_lines_reach_the_prefect_api() -> None:
 
     @flow
     def logs_from_the_core() -> None:
-        logging.getLogger("lakehouse_ingest.airbyte.syncs").warning("core says %s", marker)
+        logging.getLogger("lakehouse_ingest.sources.airbyte.syncs").warning("core says %s", marker)
 
     state = logs_from_the_core(return_state=True)
     deadline = time.monotonic() + 20

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse_ingest import layout
-from lakehouse_ingest.catalog import load_catalog, parse_catalog
+from lakehouse_ingest.catalog.sources import load_catalog, parse_catalog
 from lakehouse_ingest.errors import ConfigError
-from lakehouse_ingest.names import safe_stream_dir
+from lakehouse_ingest.lake import keys as layout
+from lakehouse_ingest.lake.names import safe_stream_dir
 
 TWO_SOURCES = """\
 sources:

@@ -13,14 +13,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lakehouse_ingest.arrow_types import AIRBYTE_COLUMN_NAMES, stream_columns
-from lakehouse_ingest.catalog import StreamChecks
-from lakehouse_ingest.checks import BatchValidation, CheckResult, reconcile, validate_batch
-from lakehouse_ingest.embedded import StreamBatch
-from lakehouse_ingest.layout import data_key, manifest_key, stream_prefix
-from lakehouse_ingest.parquet_parts import PublishedPart
-from lakehouse_ingest.records import RecordConverter
-from lakehouse_ingest.storage import LakeStorage, S3Storage
+from lakehouse_ingest.bronze.arrow_types import AIRBYTE_COLUMN_NAMES, stream_columns
+from lakehouse_ingest.bronze.batch import StreamBatch
+from lakehouse_ingest.bronze.checks.validate import BatchValidation, CheckResult, reconcile, validate_batch
+from lakehouse_ingest.bronze.parts import PublishedPart
+from lakehouse_ingest.catalog.sources import StreamChecks
+from lakehouse_ingest.lake.keys import data_key, manifest_key, stream_prefix
+from lakehouse_ingest.lake.storage import LakeStorage, S3Storage
+from lakehouse_ingest.sources.embedded.records import RecordConverter
 
 SOURCE = "shop"
 STREAM = "orders"

@@ -28,7 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakehouse_ingest.storage import finalize_s3, open_storage
+from lakehouse_ingest.lake.storage import finalize_s3, open_storage
 
 storage = open_storage(f"s3://bronze/exit-{sys.argv[1]}")
 key = "airbyte/exit/rows/2024_05_17_1715934612345_0.parquet"

@@ -22,7 +22,7 @@ from prefect.exceptions import ObjectNotFound
 
 from deployments.__main__ import main as deployments_main
 from deployments.build import BRONZE_ENTRYPOINT, SILVER_ENTRYPOINT, plan_deployments, runner_deployments
-from lakehouse_ingest.catalog import Catalog, parse_catalog
+from lakehouse_ingest.catalog.sources import Catalog, parse_catalog
 from lakehouse_ingest.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,9 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lakehouse_ingest.airbyte.models import Attempt, Job, JobStatus, StreamStats
-from lakehouse_ingest.job_ledger import JobLedger, committed_anything, ledger_for, load_ledger, save_ledger
-from lakehouse_ingest.storage import LocalStorage
+from lakehouse_ingest.lake.storage import LocalStorage
+from lakehouse_ingest.sources.airbyte.models import Attempt, Job, JobStatus, StreamStats
+from lakehouse_ingest.sources.platform.job_ledger import (
+    JobLedger,
+    committed_anything,
+    ledger_for,
+    load_ledger,
+    save_ledger,
+)
 
 
 def job(job_id: int, status: str = "succeeded", committed: int | None = None) -> Job:

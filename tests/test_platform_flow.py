@@ -233,7 +233,7 @@ def ledger(endpoint: S3Endpoint, name: str) -> dict[str, Any]:
 
 def outside_sync(airbyte: FakeAirbyte, connection_id: str) -> int:
     """A sync started outside Prefect (the Airbyte UI, an Airbyte schedule), run to its end."""
-    from lakehouse_ingest.airbyte.client import AirbyteClient, AirbyteSettings
+    from lakehouse_ingest.sources.airbyte.client import AirbyteClient, AirbyteSettings
 
     with AirbyteClient(AirbyteSettings.from_env()) as client:
         job_id = client.trigger_sync(connection_id).id

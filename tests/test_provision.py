@@ -26,13 +26,13 @@ from support.fake_airbyte import (
 from support.seaweed import S3Endpoint
 
 from deployments.provision import main
-from lakehouse_ingest.airbyte.client import AirbyteClient, AirbyteSettings
-from lakehouse_ingest.airbyte.models import ConnectionConfig, DiscoveredCatalog, StreamSyncConfig
-from lakehouse_ingest.airbyte.provision import PATH_FORMAT, S3Target, diff_config, diff_connection, scrub
-from lakehouse_ingest.airbyte.syncs import run_sync
-from lakehouse_ingest.layout import DATA_FILE, data_key
-from lakehouse_ingest.platform import job_batches
-from lakehouse_ingest.storage import open_storage
+from lakehouse_ingest.lake.keys import DATA_FILE, data_key
+from lakehouse_ingest.lake.storage import open_storage
+from lakehouse_ingest.provisioning.plan import PATH_FORMAT, S3Target, diff_config, diff_connection, scrub
+from lakehouse_ingest.sources.airbyte.client import AirbyteClient, AirbyteSettings
+from lakehouse_ingest.sources.airbyte.models import ConnectionConfig, DiscoveredCatalog, StreamSyncConfig
+from lakehouse_ingest.sources.airbyte.syncs import run_connection_sync
+from lakehouse_ingest.sources.platform.job_files import job_batches
 
 KEY_ID, SECRET = "minio-key-id-1", "minio-secret-value-1"
 SOURCE_SECRET = "shop-api-secret-42"
@@ -519,7 +519,9 @@ def test_provisioned_connection_lands_files_the_platform_finds(
         connection_id = only_connection(fake).connection_id
         with AirbyteClient(AirbyteSettings(url=fake.url)) as client:
             connection = client.get_connection(connection_id)
-            run = run_sync(client, connection_id, logging.getLogger("test.provision"), poll_interval=0.05, timeout=20)
+            run = run_connection_sync(
+                client, connection_id, logging.getLogger("test.provision"), poll_interval=0.05, timeout=20
+            )
         assert fake.spec_violations == []
     bronze = open_storage("s3://bronze")
     try:

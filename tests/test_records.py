@@ -10,8 +10,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from lakehouse_ingest.arrow_types import stream_columns
-from lakehouse_ingest.records import RecordConverter
+from lakehouse_ingest.bronze.arrow_types import stream_columns
+from lakehouse_ingest.sources.embedded.records import RecordConverter
 
 SYNC_ID = 4242
 GENERATION_ID = 3

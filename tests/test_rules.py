@@ -18,14 +18,14 @@ import pyarrow.parquet as pq
 import pytest
 from test_checks import SOURCE, STREAM, SYNC_ID, assert_failed, build_batch, corrupt_column, without_statistics
 
-from lakehouse_ingest import rules
-from lakehouse_ingest.arrow_types import AIRBYTE_META, stream_columns
-from lakehouse_ingest.catalog import FreshnessRule, RangeRule, StreamChecks, parse_catalog
-from lakehouse_ingest.checks import BatchValidation, CheckResult, batch_schema, validate_batch
+from lakehouse_ingest.bronze.arrow_types import AIRBYTE_META, stream_columns
+from lakehouse_ingest.bronze.checks import probes as rules
+from lakehouse_ingest.bronze.checks.validate import BatchValidation, CheckResult, batch_schema, validate_batch
+from lakehouse_ingest.catalog.sources import FreshnessRule, RangeRule, StreamChecks, parse_catalog
 from lakehouse_ingest.errors import ConfigError
-from lakehouse_ingest.layout import stream_prefix
-from lakehouse_ingest.records import RecordConverter
-from lakehouse_ingest.storage import LakeStorage
+from lakehouse_ingest.lake.keys import stream_prefix
+from lakehouse_ingest.lake.storage import LakeStorage
+from lakehouse_ingest.sources.embedded.records import RecordConverter
 
 LEAK = "LEAK-9f2c"
 COLUMNS = stream_columns(

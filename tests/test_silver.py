@@ -21,12 +21,12 @@ from deltalake.exceptions import CommitFailedError
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lakehouse_ingest import silver as silver_module
-from lakehouse_ingest.arrow_types import stream_columns
-from lakehouse_ingest.layout import manifest_key
-from lakehouse_ingest.records import RecordConverter
-from lakehouse_ingest.silver import SilverTables, apply_manifest, latest_per_key, load_manifest
-from lakehouse_ingest.storage import LakeStorage, LocalStorage, open_storage
+from lakehouse_ingest.bronze.arrow_types import stream_columns
+from lakehouse_ingest.lake.keys import manifest_key
+from lakehouse_ingest.lake.storage import LakeStorage, LocalStorage, open_storage
+from lakehouse_ingest.silver import merge as silver_module
+from lakehouse_ingest.silver.merge import SilverTables, apply_manifest, latest_per_key, load_manifest
+from lakehouse_ingest.sources.embedded.records import RecordConverter
 
 SCHEMA = {
     "properties": {

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lakehouse_ingest.state import SourceState, load_state, save_state
-from lakehouse_ingest.storage import LocalStorage
+from lakehouse_ingest.lake.storage import LocalStorage
+from lakehouse_ingest.sources.embedded.state import SourceState, load_state, save_state
 
 
 def stream_state(name: str, position: int, namespace: str | None = None) -> dict[str, Any]:

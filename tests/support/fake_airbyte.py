@@ -2086,13 +2086,13 @@ def airbyte_s3_writer(endpoint: S3Endpoint, bucket: str, rows_per_stream: int = 
     """A writer that lands real Parquet in the Airbyte S3 destination layout, one part per stream and job.
 
     Key: ``airbyte/<source_name>/<stream>/<YYYY>_<MM>_<DD>_<epoch_ms>_0.parquet`` (epoch = job start, UTC).
-    Rows come from :class:`lakehouse_ingest.records.RecordConverter` with ``sync_id = job.id`` and
+    Rows come from :class:`lakehouse_ingest.sources.embedded.records.RecordConverter` with ``sync_id = job.id`` and
     ``generation_id = 0`` over :data:`STREAM_JSON_SCHEMA`; objects carry ``x-amz-meta-ab-generation-id: 0``.
     """
     import pyarrow.parquet as pq
 
-    from lakehouse_ingest.arrow_types import stream_columns
-    from lakehouse_ingest.records import RecordConverter
+    from lakehouse_ingest.bronze.arrow_types import stream_columns
+    from lakehouse_ingest.sources.embedded.records import RecordConverter
 
     columns = stream_columns(STREAM_JSON_SCHEMA)
     client = endpoint.boto3_client()

@@ -1,0 +1,47 @@
+"""The contract every source produces and bronze validates: one stream batch of one sync.
+
+A batch is what one sync (an embedded read or an Airbyte job) wrote for one stream: its files under
+``airbyte/<source>/<stream>/``, how the stream syncs (modes, primary key, cursor), its sync and generation ids,
+and how many records the engine or Airbyte counted. Checks prove the files against it, the manifest records
+it for silver, a quarantine mark keeps it for a later re-validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pyarrow as pa
+
+from lakehouse_ingest.bronze.parts import PublishedPart
+from lakehouse_ingest.sources.protocol import stream_key
+
+
+@dataclass
+class StreamBatch:
+    """What one sync wrote for one stream: the unit that is validated and handed to silver."""
+
+    source: str
+    stream: str
+    namespace: str | None
+    sync_id: int
+    generation_id: int
+    started_at: datetime
+    prefix: str
+    sync_mode: str
+    destination_sync_mode: str
+    primary_key: list[list[str]]
+    cursor_field: list[str]
+    schema: pa.Schema
+    records: int = 0
+    files: list[PublishedPart] = field(default_factory=list)
+
+    @property
+    def state_key(self) -> str:
+        """How STREAM state messages name this stream (``namespace.name`` or ``name``)."""
+        return stream_key(self.stream, self.namespace)
+
+    @property
+    def bytes(self) -> int:
+        """Total size of the batch's files."""
+        return sum(f.bytes for f in self.files)
