@@ -32,7 +32,7 @@ from flows.common import add_lake_arguments, resolve_settings, select_sources
 from flows.silver import run_silver
 from lakehouse_ingest.bronze.batch import StreamBatch
 from lakehouse_ingest.bronze.checks.validate import BatchValidation
-from lakehouse_ingest.bronze.manifest import load_quarantined
+from lakehouse_ingest.bronze.quarantine import load_quarantined
 from lakehouse_ingest.catalog.sources import SourceEntry
 from lakehouse_ingest.errors import ConfigError, IngestError, ValidationFailed
 from lakehouse_ingest.lake.keys import stream_prefix

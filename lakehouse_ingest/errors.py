@@ -25,3 +25,7 @@ class StorageError(IngestError):
 
 class ValidationFailed(IngestError):
     """A bronze batch failed a check; the message names the stream, the check and the file."""
+
+
+class DocumentError(StorageError):
+    """A document in the lake (manifest, state, ledger, ...) exists but cannot be read as what it should be."""

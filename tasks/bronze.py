@@ -18,15 +18,8 @@ from prefect.events import emit_event
 
 from lakehouse_ingest.bronze.batch import StreamBatch
 from lakehouse_ingest.bronze.checks.validate import BatchValidation, validate_batch
-from lakehouse_ingest.bronze.manifest import (
-    event_for,
-    failure_event,
-    previous_manifest,
-    publish_manifest,
-    publish_report,
-    quarantine,
-    release_quarantine,
-)
+from lakehouse_ingest.bronze.manifest import event_for, previous_manifest, publish_manifest
+from lakehouse_ingest.bronze.quarantine import failure_event, publish_report, quarantine, release_quarantine
 from lakehouse_ingest.catalog.sources import SourceEntry, StreamChecks
 from lakehouse_ingest.errors import ConnectorInstallError, StorageError
 from lakehouse_ingest.lake.storage import opened_storage
@@ -98,7 +91,8 @@ def validate_batch_task(batch: StreamBatch, bronze_uri: str, checks: StreamCheck
     logger = get_run_logger()
     with opened_storage(bronze_uri) as bronze:
         previous = previous_manifest(bronze, batch)
-        validation = validate_batch(bronze, batch, checks, previous["schema"] if previous else None)
+        previous_schema = [c.model_dump() for c in previous.columns] if previous else None
+        validation = validate_batch(bronze, batch, checks, previous_schema)
         report_url = publish_report(bronze, batch, validation)
         if validation.passed:
             release_quarantine(bronze, batch)
@@ -122,9 +116,7 @@ def hand_off_batch_task(batch: StreamBatch, validation: BatchValidation, bronze_
     """Publish the batch's manifest, then announce it with a ``bronze.batch.validated`` event."""
     with opened_storage(bronze_uri) as bronze:
         manifest_url, manifest = publish_manifest(bronze, batch, validation)
-    event = event_for(manifest, manifest_url)
-    event["payload"]["silver_root"] = silver_uri
-    emit_event(**event)
+    emit_event(**event_for(manifest, manifest_url, silver_uri))
     get_run_logger().info("%s.%s: handed off %s", batch.source, batch.stream, manifest_url)
     return manifest_url
 

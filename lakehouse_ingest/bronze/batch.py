@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import pyarrow as pa
 
 from lakehouse_ingest.bronze.parts import PublishedPart
-from lakehouse_ingest.sources.protocol import stream_key
+from lakehouse_ingest.lake.names import stream_key
 
 
 @dataclass
@@ -45,3 +46,19 @@ class StreamBatch:
     def bytes(self) -> int:
         """Total size of the batch's files."""
         return sum(f.bytes for f in self.files)
+
+    def description(self) -> dict[str, Any]:
+        """What identifies the batch and how it syncs (``lake.documents.BatchDescription``'s fields)."""
+        return {
+            "source": self.source,
+            "stream": self.stream,
+            "namespace": self.namespace,
+            "sync_id": self.sync_id,
+            "generation_id": self.generation_id,
+            "started_at": self.started_at,
+            "prefix": self.prefix,
+            "sync_mode": self.sync_mode,
+            "destination_sync_mode": self.destination_sync_mode,
+            "primary_key": self.primary_key,
+            "cursor_field": self.cursor_field,
+        }

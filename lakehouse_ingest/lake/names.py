@@ -47,3 +47,8 @@ def column_name(field: str) -> str:
     if not name or name[0].isdigit():
         name = "_" + name
     return name
+
+
+def stream_key(name: str, namespace: str | None) -> str:
+    """``namespace.name``, or ``name`` without a namespace: one key per stream across state and batches."""
+    return f"{namespace}.{name}" if namespace else name

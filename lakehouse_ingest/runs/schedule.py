@@ -6,36 +6,24 @@ in Prefect, so the rule holds for every way a sync starts: a deployment, its sch
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from lakehouse_ingest.catalog.sources import SourceEntry
+from lakehouse_ingest.lake.documents import LastSuccess, read_document, write_document
 from lakehouse_ingest.lake.keys import last_success_key
 from lakehouse_ingest.lake.storage import LakeStorage
 
 
-@dataclass(frozen=True)
-class LastSuccess:
-    """The end of a source's last sync whose every stream was validated and handed off."""
-
-    finished_at: datetime
-    sync_id: int | None
-
-
 def load_last_success(storage: LakeStorage, source: str) -> LastSuccess | None:
     """The source's last successful sync, or None when it never had one."""
-    try:
-        raw = json.loads(storage.get_bytes(last_success_key(source)))
-    except FileNotFoundError:
-        return None
-    return LastSuccess(datetime.fromisoformat(raw["finished_at"]), raw.get("sync_id"))
+    return read_document(storage, last_success_key(source), LastSuccess)
 
 
 def record_success(storage: LakeStorage, source: str, finished_at: datetime, sync_id: int | None) -> None:
     """Remember a fully successful sync (atomic overwrite)."""
-    document = {"finished_at": finished_at.astimezone(UTC).isoformat(), "sync_id": sync_id}
-    storage.put_bytes(last_success_key(source), json.dumps(document, indent=2).encode())
+    write_document(
+        storage, last_success_key(source), LastSuccess(finished_at=finished_at.astimezone(UTC), sync_id=sync_id)
+    )
 
 
 def too_soon(source: SourceEntry, last: LastSuccess | None, now: datetime) -> str | None:

@@ -11,6 +11,8 @@ import json
 import re
 from typing import Any
 
+from lakehouse_ingest.lake.names import stream_key
+
 _RECORD_START = re.compile(rb'\s*\{\s*"type"\s*:\s*"RECORD"\s*,\s*"record"\s*:\s*\{\s*"stream"\s*:\s*"([^"\\]*)"')
 
 
@@ -50,8 +52,3 @@ def state_stream_key(state: dict[str, Any]) -> str | None:
 def stream_descriptor_key(descriptor: dict[str, Any]) -> str:
     """``namespace.name`` (or ``name``) of a protocol StreamDescriptor: how state names a stream."""
     return stream_key(str(descriptor.get("name")), descriptor.get("namespace"))
-
-
-def stream_key(name: str, namespace: str | None) -> str:
-    """``namespace.name``, or ``name`` without a namespace: one key per stream across state and batches."""
-    return f"{namespace}.{name}" if namespace else name

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from lakehouse_ingest.sources.protocol import stream_key
+from lakehouse_ingest.lake.names import stream_key
 
 ActorKind = Literal["source", "destination"]
 

@@ -17,9 +17,8 @@ import jsonschema
 from lakehouse_ingest.bronze.arrow_types import StreamColumns, stream_columns
 from lakehouse_ingest.catalog.sources import SourceEntry, StreamSelection
 from lakehouse_ingest.errors import ConfigError
-from lakehouse_ingest.lake.names import safe_stream_dir
+from lakehouse_ingest.lake.names import safe_stream_dir, stream_key
 from lakehouse_ingest.sources.embedded.connector import Connector, ConnectorInstaller
-from lakehouse_ingest.sources.protocol import stream_key
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,11 @@ failed is read again from its previous position on the next run: nothing is skip
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from lakehouse_ingest.lake.documents import ConnectorState, read_document, write_document
 from lakehouse_ingest.lake.keys import state_key
 from lakehouse_ingest.lake.storage import LakeStorage
 from lakehouse_ingest.sources.protocol import state_stream_key, stream_descriptor_key
@@ -75,24 +75,23 @@ def _without_streams(state: dict[str, Any], streams: Collection[str]) -> dict[st
 
 def load_state(storage: LakeStorage, source: str) -> SourceState:
     """The persisted state of ``source`` (empty when it never synced)."""
-    try:
-        raw = json.loads(storage.get_bytes(state_key(source)))
-    except FileNotFoundError:
+    document = read_document(storage, state_key(source), ConnectorState)
+    if document is None:
         return SourceState()
     return SourceState(
-        stream_states=dict(raw.get("stream_states") or {}),
-        shared_state=raw.get("shared_state"),
-        generations={k: int(v) for k, v in (raw.get("generations") or {}).items()},
-        last_sync_id=raw.get("last_sync_id"),
+        stream_states=dict(document.stream_states),
+        shared_state=document.shared_state,
+        generations=dict(document.generations),
+        last_sync_id=document.last_sync_id,
     )
 
 
 def save_state(storage: LakeStorage, source: str, state: SourceState) -> None:
     """Persist ``state`` atomically."""
-    document = {
-        "stream_states": state.stream_states,
-        "shared_state": state.shared_state,
-        "generations": state.generations,
-        "last_sync_id": state.last_sync_id,
-    }
-    storage.put_bytes(state_key(source), json.dumps(document, indent=2, sort_keys=True).encode())
+    document = ConnectorState(
+        stream_states=state.stream_states,
+        shared_state=state.shared_state,
+        generations=state.generations,
+        last_sync_id=state.last_sync_id,
+    )
+    write_document(storage, state_key(source), document)

@@ -20,10 +20,10 @@ from lakehouse_ingest.bronze.arrow_types import AIRBYTE_FIELDS
 from lakehouse_ingest.bronze.batch import StreamBatch
 from lakehouse_ingest.bronze.parts import PublishedPart
 from lakehouse_ingest.lake.keys import DATA_FILE, stream_prefix
+from lakehouse_ingest.lake.names import stream_key
 from lakehouse_ingest.lake.storage import LakeStorage
 from lakehouse_ingest.sources.airbyte.client import AirbyteClient
 from lakehouse_ingest.sources.airbyte.models import Connection, ConnectionStream, Job
-from lakehouse_ingest.sources.protocol import stream_key
 
 CLOCK_SKEW_MS = 60_000
 

@@ -13,10 +13,10 @@ history from before this project ran is not replayed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from lakehouse_ingest.lake.documents import JobLedgerDoc, read_document, write_document
 from lakehouse_ingest.lake.keys import job_ledger_key
 from lakehouse_ingest.lake.storage import LakeStorage
 from lakehouse_ingest.sources.airbyte.client import AirbyteClient
@@ -78,14 +78,10 @@ def jobs_to_check(client: AirbyteClient, connection_id: str, ledger: JobLedger, 
 
 def load_ledger(storage: LakeStorage, source: str) -> JobLedger | None:
     """The source's ledger, or None before its first processed job."""
-    try:
-        raw = json.loads(storage.get_bytes(job_ledger_key(source)))
-    except FileNotFoundError:
-        return None
-    return JobLedger(int(raw["watermark"]), {int(i) for i in raw.get("done") or []})
+    document = read_document(storage, job_ledger_key(source), JobLedgerDoc)
+    return None if document is None else JobLedger(document.watermark, set(document.done))
 
 
 def save_ledger(storage: LakeStorage, source: str, ledger: JobLedger) -> None:
     """Persist the ledger atomically."""
-    document = {"watermark": ledger.watermark, "done": sorted(ledger.done)}
-    storage.put_bytes(job_ledger_key(source), json.dumps(document, indent=2).encode())
+    write_document(storage, job_ledger_key(source), JobLedgerDoc(watermark=ledger.watermark, done=sorted(ledger.done)))
