@@ -75,7 +75,7 @@ def main() -> None:
                 "PREFECT_LOGGING_LEVEL": "WARNING",
             }
         )
-        from flows.bronze import main as bronze_main
+        from flows.cli import bronze_main
 
         cpu_before = _cpu_seconds()
         wall_start = time.perf_counter()

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lakehouse_ingest.bronze.checks.validate import validate_batch
 from lakehouse_ingest.bronze.manifest import publish_manifest
 from lakehouse_ingest.catalog.sources import SourceEntry
-from lakehouse_ingest.lake.storage import open_storage
+from lakehouse_ingest.lake.roots import open_storage
 from lakehouse_ingest.settings import IngestSettings
 from lakehouse_ingest.sources.embedded.connector import Connector, ConnectorInstaller, _private_files
 from lakehouse_ingest.sources.embedded.plan import plan_source

@@ -34,7 +34,8 @@ from lakehouse_ingest.bronze.batch import StreamBatch  # noqa: E402
 from lakehouse_ingest.bronze.checks import validate as checks  # noqa: E402
 from lakehouse_ingest.bronze.parts import PublishedPart  # noqa: E402
 from lakehouse_ingest.lake.keys import data_key, stream_prefix  # noqa: E402
-from lakehouse_ingest.lake.storage import finalize_s3, open_storage  # noqa: E402
+from lakehouse_ingest.lake.roots import open_storage  # noqa: E402
+from lakehouse_ingest.lake.s3 import finalize_s3  # noqa: E402
 
 SYNC_ID = 1_700_000_000_000
 STARTED = datetime.fromtimestamp(SYNC_ID / 1000, UTC)

@@ -160,7 +160,7 @@ def peak_rss_mb() -> float:
 
 
 def child_ours(work: Path) -> dict[str, Any]:
-    from lakehouse_ingest.lake.storage import LocalStorage
+    from lakehouse_ingest.lake.local import LocalStorage
     from lakehouse_ingest.silver.merge import SilverTables, apply_manifest, load_manifest
 
     bronze = LocalStorage(work / "bronze")

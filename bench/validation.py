@@ -147,7 +147,7 @@ from lakehouse_ingest.catalog.sources import StreamChecks
 from lakehouse_ingest.bronze.checks.validate import validate_batch
 from lakehouse_ingest.bronze.batch import StreamBatch
 from lakehouse_ingest.bronze.parts import PublishedPart
-from lakehouse_ingest.lake.storage import LocalStorage
+from lakehouse_ingest.lake.local import LocalStorage
 import pyarrow as pa
 storage = LocalStorage(Path(args["lake"]))
 files = [PublishedPart(f["key"], f["rows"], f["bytes"]) for f in args["files"]]

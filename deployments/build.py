@@ -22,16 +22,16 @@ from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron, Interval, Schedule
 from prefect.types.entrypoint import EntrypointType
 
-from flows.bronze import bronze_ingest
-from flows.silver import silver_merge
+from flows.bronze.flow import bronze_ingest
+from flows.silver.flow import silver_merge
 from lakehouse_ingest.bronze.manifest import EVENT_VALIDATED
 from lakehouse_ingest.catalog.deployments import DeploymentSpec, EventTriggerSpec, ScheduleSpec, duration_seconds
 from lakehouse_ingest.catalog.sources import Catalog, SourceEntry
 
 BRONZE_FLOW = "bronze-ingest"
 SILVER_FLOW = "silver-merge"
-BRONZE_ENTRYPOINT = "flows.bronze.bronze_ingest"
-SILVER_ENTRYPOINT = "flows.silver.silver_merge"
+BRONZE_ENTRYPOINT = "flows.bronze.flow.bronze_ingest"
+SILVER_ENTRYPOINT = "flows.silver.flow.silver_merge"
 # What the silver run receives from the bronze.batch.validated event that triggers it.
 SILVER_TRIGGER_PARAMETERS = {"manifests": ["{{ event.payload.manifest }}"], "silver": "{{ event.payload.silver_root }}"}
 

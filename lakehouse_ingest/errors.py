@@ -1,10 +1,17 @@
-"""One exception hierarchy for the whole core, so callers map errors to exit codes in one place."""
+"""One exception hierarchy for the whole core, so callers map errors to exit codes and retries in one place.
+
+Exit codes: ``ConfigError`` is bad input the user must fix (exit 2, nothing written); every other failure may
+pass on a retry or a later run (exit 1). Retries: an error says whether waiting can heal it (``retryable``);
+``is_transient`` is the one predicate the Prefect tasks retry on.
+"""
 
 from __future__ import annotations
 
 
 class IngestError(Exception):
     """Base class of every error this package raises on purpose."""
+
+    retryable = False
 
 
 class ConfigError(IngestError):
@@ -16,16 +23,37 @@ class ConnectorError(IngestError):
 
 
 class ConnectorInstallError(ConnectorError):
-    """The connector package could not be installed into its virtualenv."""
+    """The connector package could not be installed into its virtualenv (the package index may be unreachable)."""
+
+    retryable = True
 
 
 class StorageError(IngestError):
-    """A read or write against the lake failed."""
+    """A read or write against the lake failed (unreachable, timed out, refused)."""
+
+    retryable = True
+
+
+class DocumentError(StorageError):
+    """A document in the lake (manifest, state, ledger, ...) exists but cannot be read as what it should be."""
+
+    retryable = False
 
 
 class ValidationFailed(IngestError):
     """A bronze batch failed a check; the message names the stream, the check and the file."""
 
 
-class DocumentError(StorageError):
-    """A document in the lake (manifest, state, ledger, ...) exists but cannot be read as what it should be."""
+class CommitConflict(IngestError):
+    """A Delta commit lost a race with another writer of the same table: re-reading the table and trying
+    again either applies the batch on top or finds it already applied."""
+
+    retryable = True
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether retrying the same work later can succeed: what the error says of itself, and the network
+    errors of the standard library (a dropped connection, a timeout)."""
+    if isinstance(error, IngestError):
+        return error.retryable
+    return isinstance(error, ConnectionError | TimeoutError)

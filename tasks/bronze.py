@@ -1,18 +1,12 @@
-"""Thin Prefect wrappers around the core: retries, names, logging and events; no logic of their own.
-
-Storage objects and clients never cross task boundaries (Prefect would try to hash them): tasks take
-URIs and build what they need. Every task uses ``NO_CACHE``: all of them have side effects.
-"""
+"""Prefect tasks of the bronze layer: plan and run embedded syncs, validate a batch, hand it off, commit
+connector state, record a successful sync."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
 
-from deltalake.exceptions import CommitFailedError
-from prefect import Task, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
@@ -21,45 +15,13 @@ from lakehouse_ingest.bronze.checks.validate import BatchValidation, validate_ba
 from lakehouse_ingest.bronze.manifest import event_for, previous_manifest, publish_manifest
 from lakehouse_ingest.bronze.quarantine import failure_event, publish_report, quarantine, release_quarantine
 from lakehouse_ingest.catalog.sources import SourceEntry, StreamChecks
-from lakehouse_ingest.errors import ConnectorInstallError, StorageError
-from lakehouse_ingest.lake.storage import opened_storage
+from lakehouse_ingest.lake.roots import opened_storage
 from lakehouse_ingest.runs.schedule import record_success
 from lakehouse_ingest.sources.embedded.connector import ConnectorInstaller
 from lakehouse_ingest.sources.embedded.plan import EmbeddedPlan, plan_source
 from lakehouse_ingest.sources.embedded.state import load_state, save_state
 from lakehouse_ingest.sources.embedded.sync import SyncOutcome, run_embedded_sync
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what can heal by itself: storage hiccups, package-index hiccups while installing, and a
-    Delta commit that lost a race to another writer (the retry re-reads the table's record, then applies or
-    finds the batch already there)."""
-    try:
-        state.result()
-    except (StorageError, ConnectorInstallError, ConnectionError, TimeoutError, CommitFailedError):
-        return True
-    except Exception:
-        return False
-    return False
-
-
-def transient_retrying_task(name: str, task_run_name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
-    """A side-effecting task that retries (with backoff) only on transient errors."""
-
-    def decorate(fn: Callable[P, R]) -> Task[P, R]:
-        return task(
-            name=name,
-            task_run_name=task_run_name,
-            retries=2,
-            retry_delay_seconds=[5.0, 20.0],
-            retry_condition_fn=retry_transient,
-            cache_policy=NO_CACHE,
-        )(fn)
-
-    return decorate
+from tasks.retrying import transient_retrying_task
 
 
 @transient_retrying_task("plan-source", "plan-{source.name}")

@@ -32,7 +32,10 @@ for _name in (
 
 from support.seaweed import S3Endpoint, SeaweedS3Server  # noqa: E402
 
-from lakehouse_ingest.lake.storage import LakeStorage, LocalStorage, S3Storage, open_storage  # noqa: E402
+from lakehouse_ingest.lake.local import LocalStorage  # noqa: E402
+from lakehouse_ingest.lake.roots import open_storage  # noqa: E402
+from lakehouse_ingest.lake.s3 import S3Storage  # noqa: E402
+from lakehouse_ingest.lake.storage import LakeStorage  # noqa: E402
 from lakehouse_ingest.settings import IngestSettings  # noqa: E402
 
 FAKER_SOURCE = {

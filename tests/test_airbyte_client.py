@@ -16,7 +16,7 @@ import pytest
 from support.fake_airbyte import FakeAirbyte
 
 from lakehouse_ingest.errors import ConfigError
-from lakehouse_ingest.lake.storage import LocalStorage
+from lakehouse_ingest.lake.local import LocalStorage
 from lakehouse_ingest.sources.airbyte import client as client_module
 from lakehouse_ingest.sources.airbyte.client import AirbyteClient, AirbyteSettings
 from lakehouse_ingest.sources.airbyte.errors import (

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import FAKER_SOURCE
 
-from flows.bronze import main
+from flows.cli import bronze_main as main
 
 FAKE_CONNECTOR = Path(__file__).parent / "support" / "fake_connector.py"
 FAKE = {"package": "airbyte-source-fake", "version": "0.0.1"}

@@ -24,8 +24,9 @@ from conftest import FAKER_SOURCE
 from deltalake import DeltaTable
 from support.seaweed import S3Endpoint
 
-from flows.bronze import ARTIFACT_KEY, main
-from flows.silver import main as silver_main
+from flows.bronze.flow import ARTIFACT_KEY
+from flows.cli import bronze_main as main
+from flows.cli import silver_main
 
 pytestmark = [pytest.mark.connector, pytest.mark.usefixtures("prefect_server")]
 

@@ -14,7 +14,8 @@ import yaml
 from conftest import FAKER_SOURCE
 from test_bronze_flow import latest_artifact_rows
 
-from flows.bronze import LINKS_ARTIFACT_KEY, main
+from flows.bronze.flow import LINKS_ARTIFACT_KEY
+from flows.cli import bronze_main as main
 
 pytestmark = [pytest.mark.connector, pytest.mark.usefixtures("prefect_server")]
 ROOT = Path(__file__).resolve().parent.parent

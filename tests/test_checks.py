@@ -19,7 +19,8 @@ from lakehouse_ingest.bronze.checks.validate import BatchValidation, CheckResult
 from lakehouse_ingest.bronze.parts import PublishedPart
 from lakehouse_ingest.catalog.sources import StreamChecks
 from lakehouse_ingest.lake.keys import data_key, manifest_key, stream_prefix
-from lakehouse_ingest.lake.storage import LakeStorage, S3Storage
+from lakehouse_ingest.lake.s3 import S3Storage
+from lakehouse_ingest.lake.storage import LakeStorage
 from lakehouse_ingest.sources.embedded.records import RecordConverter
 
 SOURCE = "shop"

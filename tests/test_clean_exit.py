@@ -28,7 +28,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakehouse_ingest.lake.storage import finalize_s3, open_storage
+from lakehouse_ingest.lake.roots import open_storage
+from lakehouse_ingest.lake.s3 import finalize_s3
 
 storage = open_storage(f"s3://bronze/exit-{sys.argv[1]}")
 key = "airbyte/exit/rows/2024_05_17_1715934612345_0.parquet"

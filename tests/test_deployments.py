@@ -407,3 +407,15 @@ def test_default_pool_is_the_catalogs_then_prefect_work_pool_then_ours(monkeypat
     monkeypatch.setenv("PREFECT_WORK_POOL", "compose-pool")
     assert {p.work_pool for p in plan_deployments(bare, None)} == {"compose-pool"}
     assert {p.work_pool for p in plan_deployments(_catalog(), None)} == {"test-pool", "test-pool-other"}
+
+
+def test_entrypoints_registered_by_earlier_versions_still_resolve() -> None:
+    """Deployments registered before the flows moved into packages name ``flows.bronze.bronze_ingest``."""
+    from prefect.utilities.importtools import import_object
+
+    from flows.bronze.flow import bronze_ingest
+    from flows.silver.flow import silver_merge
+
+    assert import_object("flows.bronze.bronze_ingest") is bronze_ingest
+    assert import_object("flows.silver.silver_merge") is silver_merge
+    assert import_object(BRONZE_ENTRYPOINT) is bronze_ingest

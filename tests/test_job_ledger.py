@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lakehouse_ingest.lake.storage import LocalStorage
+from lakehouse_ingest.lake.local import LocalStorage
 from lakehouse_ingest.sources.airbyte.models import Attempt, Job, JobStatus, StreamStats
 from lakehouse_ingest.sources.platform.job_ledger import (
     JobLedger,

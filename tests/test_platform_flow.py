@@ -18,7 +18,7 @@ from support.fake_airbyte import FakeAirbyte, FakeConnection, FakeJob, airbyte_s
 from support.seaweed import S3Endpoint
 from test_bronze_flow import latest_artifact_rows
 
-from flows.bronze import main
+from flows.cli import bronze_main as main
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -347,7 +347,7 @@ def test_a_failed_full_refresh_hands_off_its_appended_streams_but_no_partial_sna
 def test_a_job_whose_hand_off_failed_is_handed_off_by_the_next_run(
     airbyte: FakeAirbyte, s3_env: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import flows.bronze as bronze_flow
+    import flows.bronze.handoff as bronze_flow
 
     name = unique("retry")
     connection_id = airbyte.add_connection(name, source_name=name)

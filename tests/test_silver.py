@@ -23,7 +23,9 @@ from hypothesis import strategies as st
 
 from lakehouse_ingest.bronze.arrow_types import stream_columns
 from lakehouse_ingest.lake.keys import manifest_key
-from lakehouse_ingest.lake.storage import LakeStorage, LocalStorage, open_storage
+from lakehouse_ingest.lake.local import LocalStorage
+from lakehouse_ingest.lake.roots import open_storage
+from lakehouse_ingest.lake.storage import LakeStorage
 from lakehouse_ingest.silver import merge as silver_module
 from lakehouse_ingest.silver.merge import SilverTables, apply_manifest, latest_per_key, load_manifest
 from lakehouse_ingest.sources.embedded.records import RecordConverter

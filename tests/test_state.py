@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lakehouse_ingest.lake.storage import LocalStorage
+from lakehouse_ingest.lake.local import LocalStorage
 from lakehouse_ingest.sources.embedded.state import SourceState, load_state, save_state
 
 

@@ -10,7 +10,10 @@ import pytest
 from support.seaweed import S3Endpoint
 
 from lakehouse_ingest.errors import ConfigError
-from lakehouse_ingest.lake.storage import LakeStorage, LocalStorage, S3Storage, StoredObject, open_storage
+from lakehouse_ingest.lake.local import LocalStorage
+from lakehouse_ingest.lake.roots import open_storage
+from lakehouse_ingest.lake.s3 import S3Storage
+from lakehouse_ingest.lake.storage import LakeStorage, StoredObject
 
 
 def add_folder_marker_and_hidden_files(storage: LakeStorage, s3: S3Endpoint | None) -> None:

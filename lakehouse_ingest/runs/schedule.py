@@ -6,6 +6,7 @@ in Prefect, so the rule holds for every way a sync starts: a deployment, its sch
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from lakehouse_ingest.catalog.sources import SourceEntry
@@ -48,3 +49,9 @@ def _ago(age: timedelta) -> str:
     if seconds < 7200:
         return f"{seconds // 60} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def too_soon_reasons(storage: LakeStorage, sources: Sequence[SourceEntry], now: datetime) -> dict[str, str]:
+    """Why each source with a ``min_interval`` must not sync at ``now``, by source name (only those)."""
+    reasons = {s.name: too_soon(s, load_last_success(storage, s.name), now) for s in sources if s.min_interval}
+    return {name: why for name, why in reasons.items() if why}

@@ -43,7 +43,8 @@ from lakehouse_ingest.bronze.arrow_types import AIRBYTE_FIELDS
 from lakehouse_ingest.errors import ValidationFailed
 from lakehouse_ingest.lake.keys import manifest_key, stream_prefix
 from lakehouse_ingest.lake.names import safe_stream_dir, validate_source_name
-from lakehouse_ingest.lake.storage import LakeStorage, S3Storage
+from lakehouse_ingest.lake.s3 import S3Storage
+from lakehouse_ingest.lake.storage import LakeStorage
 
 SYNC_ID_METADATA = "lakehouse.sync_id"
 GENERATION_METADATA = "lakehouse.generation_id"

@@ -1,0 +1,45 @@
+"""A run's inputs, checked before anything starts: settings with their overrides, the sources selected, and
+everything else the CLI can refuse before Prefect starts (connector configs against their specs, Airbyte
+settings). Bad input here is a ``ConfigError`` (exit 2) and nothing has been written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from lakehouse_ingest.catalog.sources import SourceEntry, load_catalog
+from lakehouse_ingest.lake.roots import open_storage
+from lakehouse_ingest.settings import IngestSettings
+from lakehouse_ingest.sources.airbyte.client import AirbyteSettings
+from lakehouse_ingest.sources.embedded.connector import Connector, ConnectorInstaller
+from lakehouse_ingest.sources.embedded.plan import validate_config
+
+
+def resolve_settings(catalog: str | None, bronze: str | None, silver: str | None) -> IngestSettings:
+    """Environment settings with explicit arguments taking precedence; URIs validated."""
+    overrides = {k: v for k, v in {"catalog": catalog, "bronze_uri": bronze, "silver_uri": silver}.items() if v}
+    settings = IngestSettings(**overrides)  # type: ignore[arg-type]
+    for uri in (settings.bronze_uri, settings.silver_uri):
+        open_storage(uri).close()
+    return settings
+
+
+def select_sources(settings: IngestSettings, sources: Sequence[str] | None) -> list[SourceEntry]:
+    """The catalog's sources named (all when none are)."""
+    return load_catalog(settings.catalog).select(sources)
+
+
+def preflight(settings: IngestSettings, sources: Sequence[str] | None, say: Callable[[str], None]) -> list[SourceEntry]:
+    """Everything refusable before a run starts: catalog, names, URIs, connector configs, Airbyte settings.
+
+    Installs each embedded connector that is not installed yet (``say`` reports the progress), to read its spec.
+    """
+    selected = select_sources(settings, sources)
+    installer = ConnectorInstaller(settings.connector_cache_dir, say)
+    for source in selected:
+        if source.connector is not None:
+            connector = Connector(installer.executable(source.connector), source.name)
+            validate_config(source, connector.spec())
+    if any(s.connector is None for s in selected):
+        AirbyteSettings.from_env()  # AIRBYTE_URL and credentials present and coherent
+    return selected
