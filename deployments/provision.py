@@ -20,7 +20,10 @@ from typing import TextIO
 
 from lakehouse_ingest.catalog.sources import load_catalog
 from lakehouse_ingest.errors import ConfigError, IngestError
-from lakehouse_ingest.provisioning.plan import Provisioner, S3Target, SourcePlan, render_plan, scrub, summary
+from lakehouse_ingest.provisioning.apply import Provisioner
+from lakehouse_ingest.provisioning.plan import ProvisionPlan
+from lakehouse_ingest.provisioning.render import render_plan, scrub, summary
+from lakehouse_ingest.provisioning.target import S3Target
 from lakehouse_ingest.sources.airbyte.client import AirbyteClient, AirbyteSettings
 
 
@@ -81,7 +84,7 @@ def main(
         if client is None:
             client = AirbyteClient(AirbyteSettings.from_env(env))
         provisioner = Provisioner(client, target, update_secrets=args.update_secrets)
-        plans: list[SourcePlan] = provisioner.plan(provisioned)
+        plans: list[ProvisionPlan] = provisioner.plan(provisioned)
         for plan in plans:
             secrets += plan.secrets
         for plan in plans:

@@ -28,7 +28,9 @@ from support.seaweed import S3Endpoint
 from deployments.provision import main
 from lakehouse_ingest.lake.keys import DATA_FILE, data_key
 from lakehouse_ingest.lake.roots import open_storage
-from lakehouse_ingest.provisioning.plan import PATH_FORMAT, S3Target, diff_config, diff_connection, scrub
+from lakehouse_ingest.provisioning.diff import diff_config, diff_connection
+from lakehouse_ingest.provisioning.render import scrub
+from lakehouse_ingest.provisioning.target import PATH_FORMAT, S3Target
 from lakehouse_ingest.sources.airbyte.client import AirbyteClient, AirbyteSettings
 from lakehouse_ingest.sources.airbyte.models import ConnectionConfig, DiscoveredCatalog, StreamSyncConfig
 from lakehouse_ingest.sources.airbyte.syncs import run_connection_sync
