@@ -11,7 +11,7 @@ import pytest
 from lakehouse_ingest.catalog.sources import load_catalog, parse_catalog
 from lakehouse_ingest.errors import ConfigError
 from lakehouse_ingest.lake import keys as layout
-from lakehouse_ingest.lake.names import safe_stream_dir
+from lakehouse_ingest.lake.names import safe_stream_dir, to_alphanumeric_and_underscore
 
 TWO_SOURCES = """\
 sources:
@@ -216,10 +216,44 @@ def test_unsafe_stream_dirs(stream: str) -> None:
 
 @pytest.mark.parametrize(
     ("stream", "expected"),
-    [("my stream", "my_stream"), ("users", "users"), ("a.b-c_d", "a.b-c_d"), ("é$", "__")],
+    [
+        # Airbyte's toS3SafeCharacters (airbyte-cdk/bulk/core/load/.../data/Transformations.kt): NFKD, marks
+        # dropped, each character outside A-Za-z0-9 and /!_.*')(&$@=;:+,?- one "_" (spaces not collapsed)
+        ("my stream", "my_stream"),
+        ("users", "users"),
+        ("a.b-c_d", "a.b-c_d"),
+        ("é$", "e$"),
+        ("pull-requests", "pull-requests"),
+        ("Order Items", "Order_Items"),
+        ("Order  Items", "Order__Items"),
+        ("café", "cafe"),
+        ("ﬁle", "file"),
+        ("\uff21\uff22\uff23", "ABC"),  # full-width letters
+        ("Straße", "Stra_e"),
+        ("x(1)!", "x(1)!"),
+        ("a#b", "a_b"),
+        ("price€", "price_"),
+        ("über-größe", "uber-gro_e"),
+    ],
 )
 def test_safe_stream_dir(stream: str, expected: str) -> None:
     assert safe_stream_dir(stream) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("pull-requests", "pull_requests"),
+        ("Order Items", "Order_Items"),
+        ("Order  Items", "Order_Items"),
+        ("café", "cafe"),
+        ("x(1)!", "x_1__"),
+        ("a/b", "a_b"),
+    ],
+)
+def test_alias_names_as_the_platform_computes_them(name: str, expected: str) -> None:
+    """airbyte-platform Names.toAlphanumericAndUnderscore: what aliasName always holds (never a destination name)."""
+    assert to_alphanumeric_and_underscore(name) == expected
 
 
 @pytest.mark.parametrize(
