@@ -20,9 +20,9 @@ from support.fake_airbyte import (
     SECRET_MASK,
     FakeAirbyte,
     FakeStream,
-    _discovered,
     airbyte_s3_writer,
 )
+from support.fake_airbyte.payloads import discovered as _discovered
 from support.seaweed import S3Endpoint
 
 from deployments.provision import main

@@ -1,0 +1,71 @@
+"""A writer for the fake Airbyte's jobs that lands what Airbyte's S3 destination would: real Parquet files in the
+destination's layout, in a real S3 server (the tests' SeaweedFS), so the platform flow reads what it reads in
+production.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from support.fake_airbyte.state import STREAM_JSON_SCHEMA, FakeConnection, FakeJob, Writer
+
+if TYPE_CHECKING:
+    from support.seaweed import S3Endpoint
+
+
+def airbyte_s3_writer(endpoint: S3Endpoint, bucket: str, rows_per_stream: int = 50) -> Writer:
+    """A writer that lands real Parquet in the Airbyte S3 destination layout, one part per stream and job.
+
+    Key: ``airbyte/<source_name>/<stream>/<YYYY>_<MM>_<DD>_<epoch_ms>_0.parquet`` (epoch = job start, UTC).
+    Rows come from :class:`lakehouse_ingest.sources.embedded.records.RecordConverter` with ``sync_id = job.id`` and
+    ``generation_id = 0`` over :data:`STREAM_JSON_SCHEMA`; objects carry ``x-amz-meta-ab-generation-id: 0``.
+    """
+    import pyarrow.parquet as pq
+
+    from lakehouse_ingest.bronze.arrow_types import stream_columns
+    from lakehouse_ingest.sources.embedded.records import RecordConverter
+
+    columns = stream_columns(STREAM_JSON_SCHEMA)
+    client = endpoint.boto3_client()
+    client_lock = threading.Lock()
+
+    def write(job: FakeJob, connection: FakeConnection) -> dict[str, int]:
+        start = job.started_at or job.created_at
+        start_ms = int(start * 1000)
+        day = datetime.fromtimestamp(start, UTC)
+        written: dict[str, int] = {}
+        for stream in job.streams:
+            converter = RecordConverter(stream, columns, sync_id=job.id, generation_id=0)
+            emitted_ms = int(time.time() * 1000)
+            lines = [
+                json.dumps(
+                    {
+                        "type": "RECORD",
+                        "record": {
+                            "stream": stream,
+                            "data": {
+                                "id": index,
+                                "name": f"{stream}-{index}",
+                                "updated_at": datetime.fromtimestamp(start - index, UTC).isoformat(),
+                            },
+                            "emitted_at": emitted_ms,
+                        },
+                    }
+                ).encode()
+                for index in range(rows_per_stream)
+            ]
+            table = converter.convert(lines)
+            buffer = io.BytesIO()
+            pq.write_table(table, buffer, compression="NONE")
+            key = f"airbyte/{connection.source_name}/{stream}/{day:%Y_%m_%d}_{start_ms}_0.parquet"
+            with client_lock:
+                client.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue(), Metadata={"ab-generation-id": "0"})
+            written[stream] = table.num_rows
+        return written
+
+    return write
