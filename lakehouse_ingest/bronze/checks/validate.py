@@ -8,7 +8,7 @@ Airbyte columns are present with their types (destination ≥ 1.0: ``_airbyte_ra
 counted; every row carries this sync's id and the batch's generation id (so a full-refresh overwrite holds
 only its own generation); primary-key columns are never null; the schema against the last validated batch
 (drift policy). Then the catalog's declarative rules. The built-in data checks and the rules are evaluated
-together in one pass (``rules.scan``): footer statistics decide what they can, and each column is read at
+together in one pass (``scan``): footer statistics decide what they can, and each column is read at
 most once per row group. Memory stays bounded by a few row groups plus 8 bytes per row per uniqueness check.
 """
 
@@ -24,19 +24,10 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from lakehouse_ingest.bronze.batch import StreamBatch
-from lakehouse_ingest.bronze.checks.probes import (
-    Constant,
-    Decodable,
-    Fixed,
-    Opener,
-    PrimaryKeyNotNull,
-    Probe,
-    changes_probe,
-    rule_probes,
-    scan,
-    size_rules,
-)
-from lakehouse_ingest.bronze.checks.results import CheckResult
+from lakehouse_ingest.bronze.checks.probes import Constant, Fixed, PrimaryKeyNotNull, Probe
+from lakehouse_ingest.bronze.checks.results import CheckResult, short_error
+from lakehouse_ingest.bronze.checks.rules import Decodable, changes_probe, rule_probes, size_rules
+from lakehouse_ingest.bronze.checks.scan import Opener, scan
 from lakehouse_ingest.catalog.sources import StreamChecks
 from lakehouse_ingest.lake.keys import DATA_FILE
 from lakehouse_ingest.lake.names import column_name
@@ -140,7 +131,7 @@ def validate_batch(
     try:
         outcomes = scan(files, built_in + rules, _opener(storage, files))
     except (OSError, pa.ArrowException) as exc:
-        result.checks.append(CheckResult("rules", False, f"data cannot be read: {_short(exc)}"))
+        result.checks.append(CheckResult("rules", False, f"data cannot be read: {short_error(exc)}"))
         return result
     result.checks.extend(outcomes[: len(built_in)])
     result.checks.append(drift)
@@ -171,7 +162,7 @@ def _reconcile(
     files: list[tuple[str, pq.ParquetFile]] = []
     for key, opened in zip(keys, open_footers(storage, [(key, sizes[key]) for key in keys]), strict=True):
         if not isinstance(opened, pq.ParquetFile):
-            results.append(CheckResult("readable_parquet", False, _short(opened), key))
+            results.append(CheckResult("readable_parquet", False, short_error(opened), key))
             return None
         files.append((key, opened))
     results.append(CheckResult("readable_parquet", True, f"{len(files)} file(s) open as Parquet"))
@@ -286,8 +277,3 @@ def _check_row_count(files: list[tuple[str, pq.ParquetFile]], expected: int) -> 
         last = files[-1][0] if files else None
         return CheckResult("row_count", False, f"files hold {rows} rows, the engine counted {expected}", last)
     return CheckResult("row_count", True, f"{rows} rows, as counted by the engine")
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:300]
