@@ -29,7 +29,7 @@ from lakehouse_ingest.bronze.checks.results import CheckResult, short_error
 from lakehouse_ingest.bronze.checks.rules import Decodable, changes_probe, rule_probes, size_rules
 from lakehouse_ingest.bronze.checks.scan import Opener, scan
 from lakehouse_ingest.catalog.sources import StreamChecks
-from lakehouse_ingest.lake.keys import DATA_FILE
+from lakehouse_ingest.lake.keys import data_file_epoch, is_data_file_of
 from lakehouse_ingest.lake.names import column_name
 from lakehouse_ingest.lake.storage import LakeStorage, check_key
 
@@ -241,13 +241,12 @@ def _check_files_listed(storage: LakeStorage, batch: StreamBatch) -> tuple[Check
     A sync's keys carry the epoch its destination started at: one for the embedded engine, one per
     attempt on Airbyte (each attempt restarts the destination).
     """
-    epochs = {str(int(batch.started_at.timestamp() * 1000))} | {
-        m.group("epoch") for part in batch.files if (m := DATA_FILE.fullmatch(part.key.rsplit("/", 1)[-1]))
+    epochs = {int(batch.started_at.timestamp() * 1000)} | {
+        epoch for part in batch.files if (epoch := data_file_epoch(part.key)) is not None
     }
     sizes: dict[str, int] = {}
     for obj in storage.list(batch.prefix):
-        match = DATA_FILE.fullmatch(obj.key.rsplit("/", 1)[-1])
-        if match and match.group("epoch") in epochs and obj.key.count("/") == batch.prefix.count("/") + 1:
+        if is_data_file_of(obj.key, batch.prefix) and data_file_epoch(obj.key) in epochs:
             sizes[obj.key] = obj.size
     listed = set(sizes)
     expected = {part.key for part in batch.files}
