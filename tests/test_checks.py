@@ -15,7 +15,8 @@ import pytest
 
 from lakehouse_ingest.bronze.arrow_types import AIRBYTE_COLUMN_NAMES, stream_columns
 from lakehouse_ingest.bronze.batch import StreamBatch
-from lakehouse_ingest.bronze.checks.validate import BatchValidation, CheckResult, reconcile, validate_batch
+from lakehouse_ingest.bronze.checks.results import CheckResult
+from lakehouse_ingest.bronze.checks.validate import BatchValidation, reconcile, validate_batch
 from lakehouse_ingest.bronze.parts import PublishedPart
 from lakehouse_ingest.catalog.sources import StreamChecks
 from lakehouse_ingest.lake.keys import data_key, manifest_key, stream_prefix

@@ -19,8 +19,9 @@ import pytest
 from test_checks import SOURCE, STREAM, SYNC_ID, assert_failed, build_batch, corrupt_column, without_statistics
 
 from lakehouse_ingest.bronze.arrow_types import AIRBYTE_META, stream_columns
-from lakehouse_ingest.bronze.checks import probes as rules
-from lakehouse_ingest.bronze.checks.validate import BatchValidation, CheckResult, batch_schema, validate_batch
+from lakehouse_ingest.bronze.checks import scan, uniqueness
+from lakehouse_ingest.bronze.checks.results import CheckResult
+from lakehouse_ingest.bronze.checks.validate import BatchValidation, batch_schema, validate_batch
 from lakehouse_ingest.catalog.sources import FreshnessRule, RangeRule, StreamChecks, parse_catalog
 from lakehouse_ingest.errors import ConfigError
 from lakehouse_ingest.lake.keys import stream_prefix
@@ -674,7 +675,7 @@ def test_uniqueness_over_many_rows_uses_buckets_and_counts_exactly(
         wide(list(range(n * size, (n + 1) * size)), [f"n{i}" for i in range(n * size, (n + 1) * size)])
         for n in range(3)
     ]
-    assert rules.Unique("u", ["name"], 3 * size).bits == 2
+    assert uniqueness.Unique("u", ["name"], 3 * size).bits == 2
     checks = StreamChecks(unique=["name"])
     result, _ = validate(storage, tmp_path, parts, checks, statistics=statistics, row_group_rows=7_000)
     assert assert_passes(result, "unique(name)").detail == "0 duplicate row(s) of name"
@@ -709,7 +710,7 @@ def test_every_hash_colliding_still_gives_exact_counts(
     storage: LakeStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Hashes only select candidates: even if all rows hashed alike, the values decide."""
-    monkeypatch.setattr(rules, "_hash_values", lambda values: pa.repeat(pa.scalar(42, pa.uint64()), len(values)))
+    monkeypatch.setattr(uniqueness, "_hash_values", lambda values: pa.repeat(pa.scalar(42, pa.uint64()), len(values)))
     parts = [table(rows(range(4))), table(rows(range(4, 7)))]
     result, _ = validate(storage, tmp_path, parts, StreamChecks(unique=["name"]))
     assert assert_passes(result, "unique(name)").detail == "0 duplicate row(s) of name"
@@ -782,17 +783,17 @@ def test_large_row_groups_are_read_in_batches(
     storage: LakeStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A row group larger than a batch is read batch by batch (memory stays bounded); results are the same."""
-    monkeypatch.setattr(rules, "_BATCH_ROWS", 1_000)
-    monkeypatch.setattr(rules, "_RUN_ROWS", 1)  # every row group its own unit
+    monkeypatch.setattr(scan, "_BATCH_ROWS", 1_000)
+    monkeypatch.setattr(scan, "_RUN_ROWS", 1)  # every row group its own unit
     pieces: list[int] = []
-    real_pieces = rules._pieces
+    real_pieces = scan._pieces
 
     def spy(*args: Any) -> Any:
         for piece, part in real_pieces(*args):
             pieces.append(part.num_rows)
             yield piece, part
 
-    monkeypatch.setattr(rules, "_pieces", spy)
+    monkeypatch.setattr(scan, "_pieces", spy)
     size = 20_000
     names = [[f"n{i}" for i in range(n * size, (n + 1) * size)] for n in range(2)]
     names[0][100] = names[1][19_999] = f"{LEAK}-1"  # one duplicate, its second occurrence in part 1

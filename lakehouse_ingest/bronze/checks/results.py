@@ -13,3 +13,9 @@ class CheckResult:
     passed: bool
     detail: str
     file: str | None = None
+
+
+def short_error(exc: BaseException) -> str:
+    """An error as a check's detail quotes it: its first line, at most 300 characters (or its type when empty)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]

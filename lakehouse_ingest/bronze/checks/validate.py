@@ -8,7 +8,7 @@ Airbyte columns are present with their types (destination ≥ 1.0: ``_airbyte_ra
 counted; every row carries this sync's id and the batch's generation id (so a full-refresh overwrite holds
 only its own generation); primary-key columns are never null; the schema against the last validated batch
 (drift policy). Then the catalog's declarative rules. The built-in data checks and the rules are evaluated
-together in one pass (``rules.scan``): footer statistics decide what they can, and each column is read at
+together in one pass (``scan``): footer statistics decide what they can, and each column is read at
 most once per row group. Memory stays bounded by a few row groups plus 8 bytes per row per uniqueness check.
 """
 
@@ -24,21 +24,12 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from lakehouse_ingest.bronze.batch import StreamBatch
-from lakehouse_ingest.bronze.checks.probes import (
-    Constant,
-    Decodable,
-    Fixed,
-    Opener,
-    PrimaryKeyNotNull,
-    Probe,
-    changes_probe,
-    rule_probes,
-    scan,
-    size_rules,
-)
-from lakehouse_ingest.bronze.checks.results import CheckResult
+from lakehouse_ingest.bronze.checks.probes import Constant, Fixed, PrimaryKeyNotNull, Probe
+from lakehouse_ingest.bronze.checks.results import CheckResult, short_error
+from lakehouse_ingest.bronze.checks.rules import Decodable, changes_probe, rule_probes, size_rules
+from lakehouse_ingest.bronze.checks.scan import Opener, scan
 from lakehouse_ingest.catalog.sources import StreamChecks
-from lakehouse_ingest.lake.keys import DATA_FILE
+from lakehouse_ingest.lake.keys import data_file_epoch, is_data_file_of
 from lakehouse_ingest.lake.names import column_name
 from lakehouse_ingest.lake.storage import LakeStorage, check_key
 
@@ -140,7 +131,7 @@ def validate_batch(
     try:
         outcomes = scan(files, built_in + rules, _opener(storage, files))
     except (OSError, pa.ArrowException) as exc:
-        result.checks.append(CheckResult("rules", False, f"data cannot be read: {_short(exc)}"))
+        result.checks.append(CheckResult("rules", False, f"data cannot be read: {short_error(exc)}"))
         return result
     result.checks.extend(outcomes[: len(built_in)])
     result.checks.append(drift)
@@ -171,7 +162,7 @@ def _reconcile(
     files: list[tuple[str, pq.ParquetFile]] = []
     for key, opened in zip(keys, open_footers(storage, [(key, sizes[key]) for key in keys]), strict=True):
         if not isinstance(opened, pq.ParquetFile):
-            results.append(CheckResult("readable_parquet", False, _short(opened), key))
+            results.append(CheckResult("readable_parquet", False, short_error(opened), key))
             return None
         files.append((key, opened))
     results.append(CheckResult("readable_parquet", True, f"{len(files)} file(s) open as Parquet"))
@@ -250,13 +241,12 @@ def _check_files_listed(storage: LakeStorage, batch: StreamBatch) -> tuple[Check
     A sync's keys carry the epoch its destination started at: one for the embedded engine, one per
     attempt on Airbyte (each attempt restarts the destination).
     """
-    epochs = {str(int(batch.started_at.timestamp() * 1000))} | {
-        m.group("epoch") for part in batch.files if (m := DATA_FILE.fullmatch(part.key.rsplit("/", 1)[-1]))
+    epochs = {int(batch.started_at.timestamp() * 1000)} | {
+        epoch for part in batch.files if (epoch := data_file_epoch(part.key)) is not None
     }
     sizes: dict[str, int] = {}
     for obj in storage.list(batch.prefix):
-        match = DATA_FILE.fullmatch(obj.key.rsplit("/", 1)[-1])
-        if match and match.group("epoch") in epochs and obj.key.count("/") == batch.prefix.count("/") + 1:
+        if is_data_file_of(obj.key, batch.prefix) and data_file_epoch(obj.key) in epochs:
             sizes[obj.key] = obj.size
     listed = set(sizes)
     expected = {part.key for part in batch.files}
@@ -286,8 +276,3 @@ def _check_row_count(files: list[tuple[str, pq.ParquetFile]], expected: int) -> 
         last = files[-1][0] if files else None
         return CheckResult("row_count", False, f"files hold {rows} rows, the engine counted {expected}", last)
     return CheckResult("row_count", True, f"{rows} rows, as counted by the engine")
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:300]
