@@ -24,7 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.common import add_lake_arguments, resolve_settings, select_sources
 from lakehouse_ingest.errors import ConfigError, IngestError
 from lakehouse_ingest.lake.storage import finalize_s3
-from lakehouse_ingest.silver.merge import SilverResult
+from lakehouse_ingest.silver.result import SilverResult
 from tasks.silver import Pending, apply_batch_task, parse_manifest_location, pending_batches_task
 
 ARTIFACT_KEY = "silver-merge-summary"

@@ -7,10 +7,13 @@ import re
 from prefect import get_run_logger
 from prefect.events import emit_event
 
+from lakehouse_ingest.bronze.manifest import load_manifest
 from lakehouse_ingest.errors import ConfigError
 from lakehouse_ingest.lake.keys import manifest_key
 from lakehouse_ingest.lake.storage import opened_storage
-from lakehouse_ingest.silver.merge import SilverResult, SilverTables, apply_manifest, load_manifest
+from lakehouse_ingest.silver.merge import apply_manifest
+from lakehouse_ingest.silver.result import SilverResult
+from lakehouse_ingest.silver.tables import SilverTables
 from tasks.bronze import transient_retrying_task
 
 _MANIFEST = re.compile(
