@@ -23,9 +23,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.common import add_lake_arguments, resolve_settings, select_sources
 from lakehouse_ingest.errors import ConfigError, IngestError
+from lakehouse_ingest.lake.keys import BatchKey, parse_manifest_location
 from lakehouse_ingest.lake.storage import finalize_s3
 from lakehouse_ingest.silver.result import SilverResult
-from tasks.silver import Pending, apply_batch_task, parse_manifest_location, pending_batches_task
+from tasks.silver import apply_batch_task, pending_batches_task
 
 ARTIFACT_KEY = "silver-merge-summary"
 
@@ -76,12 +77,12 @@ def silver_merge(
     return rows
 
 
-def _merge_in_sync_order(batches: list[Pending], bronze_uri: str, silver_uri: str) -> list[dict[str, Any]]:
+def _merge_in_sync_order(batches: list[BatchKey], bronze_uri: str, silver_uri: str) -> list[dict[str, Any]]:
     """One chain per stream (each batch waits for the previous one), streams side by side."""
-    by_stream: dict[tuple[str, str], list[Pending]] = defaultdict(list)
-    for batch in sorted(set(batches), key=lambda b: b[2]):
-        by_stream[(batch[0], batch[1])].append(batch)
-    futures: list[tuple[Pending, PrefectFuture[SilverResult]]] = []
+    by_stream: dict[tuple[str, str], list[BatchKey]] = defaultdict(list)
+    for batch in sorted(set(batches), key=lambda b: b.sync_id):
+        by_stream[(batch.source, batch.stream)].append(batch)
+    futures: list[tuple[BatchKey, PrefectFuture[SilverResult]]] = []
     for chain in by_stream.values():
         previous: PrefectFuture[SilverResult] | None = None
         for batch in chain:
@@ -89,9 +90,9 @@ def _merge_in_sync_order(batches: list[Pending], bronze_uri: str, silver_uri: st
             previous = apply_batch_task.submit(batch, bronze_uri, silver_uri, wait_for=after, return_state=False)
             futures.append((batch, previous))
     rows = []
-    for (source, stream, sync_id), future in futures:
+    for batch, future in futures:
         future.wait()
-        row: dict[str, Any] = {"source": source, "stream": stream, "sync_id": sync_id}
+        row: dict[str, Any] = {"source": batch.source, "stream": batch.stream, "sync_id": batch.sync_id}
         if future.state.is_completed():
             result = future.result()
             row.update(

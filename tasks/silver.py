@@ -2,59 +2,43 @@
 
 from __future__ import annotations
 
-import re
-
 from prefect import get_run_logger
 from prefect.events import emit_event
 
 from lakehouse_ingest.bronze.manifest import load_manifest
-from lakehouse_ingest.errors import ConfigError
-from lakehouse_ingest.lake.keys import manifest_key
+from lakehouse_ingest.lake.keys import BatchKey, manifest_key, parse_manifest_key, source_prefix
 from lakehouse_ingest.lake.storage import opened_storage
 from lakehouse_ingest.silver.merge import apply_manifest
 from lakehouse_ingest.silver.result import SilverResult
 from lakehouse_ingest.silver.tables import SilverTables
 from tasks.bronze import transient_retrying_task
 
-_MANIFEST = re.compile(
-    r"(?P<root>.*?)/?(?P<key>airbyte/(?P<source>[^/]+)/(?P<stream>[^/]+)/_manifests/(?P<id>\d+)\.json)"
-)
 EVENT_APPLIED = "silver.batch.applied"
-
-Pending = tuple[str, str, int]  # source, stream, sync id
-
-
-def parse_manifest_location(location: str) -> tuple[str, Pending]:
-    """``<bronze root>/airbyte/<source>/<stream>/_manifests/<sync_id>.json`` → (bronze root, batch)."""
-    match = _MANIFEST.fullmatch(location)
-    if not match:
-        raise ConfigError(f"not a bronze manifest location: {location!r}")
-    return match["root"] or ".", (match["source"], match["stream"], int(match["id"]))
 
 
 @transient_retrying_task("find-pending-batches", "find-pending-{source}")
-def pending_batches_task(source: str, bronze_uri: str, silver_uri: str) -> list[Pending]:
+def pending_batches_task(source: str, bronze_uri: str, silver_uri: str) -> list[BatchKey]:
     """Manifests of ``source`` whose sync id is not yet in its silver table, oldest first."""
-    found: set[Pending] = set()
+    found: set[BatchKey] = set()
     with opened_storage(bronze_uri) as bronze:
-        for obj in bronze.list(f"airbyte/{source}"):
-            if match := _MANIFEST.fullmatch(obj.key):
-                found.add((match["source"], match["stream"], int(match["id"])))
+        for obj in bronze.list(source_prefix(source)):
+            if batch := parse_manifest_key(obj.key):
+                found.add(batch)
     with opened_storage(silver_uri) as silver:
         tables = SilverTables(silver)
         applied = {
-            stream: tables.applied_sync_ids(source, stream, candidates={i for _, s, i in found if s == stream})
-            for stream in {s for _, s, _ in found}
+            stream: tables.applied_sync_ids(source, stream, candidates={b.sync_id for b in found if b.stream == stream})
+            for stream in {b.stream for b in found}
         }
-    pending = sorted((b for b in found if b[2] not in applied[b[1]]), key=lambda b: (b[1], b[2]))
+    pending = sorted((b for b in found if b.sync_id not in applied[b.stream]), key=lambda b: (b.stream, b.sync_id))
     get_run_logger().info("%s: %d batch(es) waiting for silver", source, len(pending))
     return pending
 
 
-@transient_retrying_task("merge-into-silver", "silver-{batch[0]}-{batch[1]}-{batch[2]}")
-def apply_batch_task(batch: Pending, bronze_uri: str, silver_uri: str) -> SilverResult:
+@transient_retrying_task("merge-into-silver", "silver-{batch.source}-{batch.stream}-{batch.sync_id}")
+def apply_batch_task(batch: BatchKey, bronze_uri: str, silver_uri: str) -> SilverResult:
     """Merge one validated bronze batch (read from its manifest) into the stream's silver table."""
-    source, stream, sync_id = batch
+    source, stream, sync_id = batch.source, batch.stream, batch.sync_id
     with opened_storage(bronze_uri) as bronze, opened_storage(silver_uri) as silver:
         manifest = load_manifest(bronze, source, stream, sync_id)
         result = apply_manifest(bronze, SilverTables(silver), manifest)
