@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,10 @@ def set_up(work: Path, rows: int, changes: int, recent: bool) -> dict[str, Any]:
     import pyarrow.parquet as pq
     from deltalake import CommitProperties, write_deltalake
 
+    from lakehouse_ingest.lake.documents import Manifest, ManifestFile, write_document
     from lakehouse_ingest.lake.keys import manifest_key
-    from lakehouse_ingest.silver.merge import GENERATION_METADATA, MODE_METADATA, SYNC_ID_METADATA
+    from lakehouse_ingest.lake.local import LocalStorage
+    from lakehouse_ingest.silver.record import GENERATION_METADATA, MODE_METADATA, SYNC_ID_METADATA
 
     silver = work / "silver" / "bench" / "users"
     duck_base = work / "duckdb" / "base"
@@ -121,22 +124,26 @@ def set_up(work: Path, rows: int, changes: int, recent: bool) -> dict[str, Any]:
     (bronze / prefix).mkdir(parents=True)
     key = f"{prefix}/2023_11_15_{CHANGE_SYNC_ID}_0.parquet"
     pq.write_table(batch, bronze / key, row_group_size=CHUNK // 8)
-    manifest = {
-        "manifest_version": 1,
-        "source": "bench",
-        "stream": "users",
-        "namespace": None,
-        "sync_id": CHANGE_SYNC_ID,
-        "generation_id": 0,
-        "sync_mode": "incremental",
-        "destination_sync_mode": "append",
-        "primary_key": [["id"]],
-        "cursor_field": ["updated_at"],
-        "rows": batch.num_rows,
-        "files": [{"key": key, "rows": batch.num_rows, "bytes": (bronze / key).stat().st_size}],
-    }
-    (bronze / manifest_key("bench", "users", CHANGE_SYNC_ID)).parent.mkdir(parents=True)
-    (bronze / manifest_key("bench", "users", CHANGE_SYNC_ID)).write_text(json.dumps(manifest))
+    storage = LocalStorage(bronze)
+    batch_bytes = (bronze / key).stat().st_size
+    manifest = Manifest(
+        source="bench",
+        stream="users",
+        sync_id=CHANGE_SYNC_ID,
+        generation_id=0,
+        started_at=datetime.fromtimestamp(CHANGE_SYNC_ID / 1000, UTC),
+        prefix=prefix,
+        sync_mode="incremental",
+        destination_sync_mode="append",
+        primary_key=[["id"]],
+        cursor_field=["updated_at"],
+        validated_at=datetime.fromtimestamp(CHANGE_SYNC_ID / 1000, UTC),
+        bronze_root=storage.uri,
+        rows=batch.num_rows,
+        bytes=batch_bytes,
+        files=[ManifestFile(key=key, rows=batch.num_rows, bytes=batch_bytes, url=storage.url_for(key))],
+    )
+    write_document(storage, manifest_key("bench", "users", CHANGE_SYNC_ID), manifest)
     return {
         "rows": rows,
         "expected": rows + inserts - deletes,
@@ -160,8 +167,10 @@ def peak_rss_mb() -> float:
 
 
 def child_ours(work: Path) -> dict[str, Any]:
+    from lakehouse_ingest.bronze.manifest import load_manifest
     from lakehouse_ingest.lake.local import LocalStorage
-    from lakehouse_ingest.silver.merge import SilverTables, apply_manifest, load_manifest
+    from lakehouse_ingest.silver.merge import apply_manifest
+    from lakehouse_ingest.silver.tables import SilverTables
 
     bronze = LocalStorage(work / "bronze")
     tables = SilverTables(LocalStorage(work / "round" / "silver"))

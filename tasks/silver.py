@@ -5,9 +5,12 @@ from __future__ import annotations
 from prefect import get_run_logger
 from prefect.events import emit_event
 
+from lakehouse_ingest.bronze.manifest import load_manifest
 from lakehouse_ingest.lake.keys import BatchKey, manifest_key, parse_manifest_key, source_prefix
 from lakehouse_ingest.lake.roots import opened_storage
-from lakehouse_ingest.silver.merge import SilverResult, SilverTables, apply_manifest, load_manifest
+from lakehouse_ingest.silver.merge import apply_manifest
+from lakehouse_ingest.silver.result import SilverResult
+from lakehouse_ingest.silver.tables import SilverTables
 from tasks.retrying import transient_retrying_task
 
 EVENT_APPLIED = "silver.batch.applied"
@@ -16,8 +19,11 @@ EVENT_APPLIED = "silver.batch.applied"
 @transient_retrying_task("find-pending-batches", "find-pending-{source}")
 def pending_batches_task(source: str, bronze_uri: str, silver_uri: str) -> list[BatchKey]:
     """Manifests of ``source`` whose sync id is not yet in its silver table, oldest first."""
+    found: set[BatchKey] = set()
     with opened_storage(bronze_uri) as bronze:
-        found = {batch for obj in bronze.list(source_prefix(source)) if (batch := parse_manifest_key(obj.key))}
+        for obj in bronze.list(source_prefix(source)):
+            if batch := parse_manifest_key(obj.key):
+                found.add(batch)
     with opened_storage(silver_uri) as silver:
         tables = SilverTables(silver)
         applied = {

@@ -10,6 +10,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,19 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from lakehouse_ingest.bronze.arrow_types import stream_columns
-from lakehouse_ingest.lake.keys import manifest_key
+from lakehouse_ingest.bronze.manifest import load_manifest
+from lakehouse_ingest.errors import CommitConflict, is_transient
+from lakehouse_ingest.lake.documents import Manifest, ManifestFile, write_document
+from lakehouse_ingest.lake.keys import manifest_key, stream_prefix
 from lakehouse_ingest.lake.local import LocalStorage
 from lakehouse_ingest.lake.roots import open_storage
 from lakehouse_ingest.lake.storage import LakeStorage
-from lakehouse_ingest.silver import merge as silver_module
-from lakehouse_ingest.silver.merge import SilverTables, apply_manifest, latest_per_key, load_manifest
+from lakehouse_ingest.silver import merge as silver_merge
+from lakehouse_ingest.silver import overwrite as silver_overwrite
+from lakehouse_ingest.silver import record as silver_record
+from lakehouse_ingest.silver.dedup import latest_per_key
+from lakehouse_ingest.silver.merge import apply_manifest
+from lakehouse_ingest.silver.tables import SilverTables
 from lakehouse_ingest.sources.embedded.records import RecordConverter
 
 SCHEMA = {
@@ -60,7 +68,7 @@ def write_batch(
     primary_key: list[list[str]] | None = None,
     generation: int = 0,
     mode: str = "append",
-) -> dict[str, Any]:
+) -> Manifest:
     """Bronze Parquet for ``ops`` in Airbyte's layout, and the manifest that hands it off (no file when empty)."""
     lines = [
         json.dumps(
@@ -83,22 +91,30 @@ def write_batch(
     ]
     table = RecordConverter("items", stream_columns(schema), sync_id, generation).convert(lines)
     key = f"airbyte/{source}/items/2024_01_01_{sync_id}_0.parquet"
+    buffer = io.BytesIO()
     if ops:
-        buffer = io.BytesIO()
         pq.write_table(table, buffer)
         bronze.put_bytes(key, buffer.getvalue())
-    manifest = {
-        "source": source,
-        "stream": "items",
-        "sync_id": sync_id,
-        "generation_id": generation,
-        "destination_sync_mode": mode,
-        "primary_key": [["id"]] if primary_key is None else primary_key,
-        "cursor_field": ["updated_at"],
-        "files": [{"key": key, "rows": table.num_rows}] if ops else [],
-        "rows": table.num_rows,
-    }
-    bronze.put_bytes(manifest_key(source, "items", sync_id), json.dumps(manifest).encode())
+    manifest = Manifest(
+        source=source,
+        stream="items",
+        sync_id=sync_id,
+        generation_id=generation,
+        started_at=datetime(2024, 1, 1, tzinfo=UTC),
+        prefix=stream_prefix(source, "items"),
+        sync_mode="full_refresh" if mode == "overwrite" else "incremental",
+        destination_sync_mode=mode,
+        primary_key=[["id"]] if primary_key is None else primary_key,
+        cursor_field=["updated_at"],
+        validated_at=datetime(2024, 1, 1, tzinfo=UTC),
+        bronze_root=bronze.uri,
+        rows=table.num_rows,
+        bytes=len(buffer.getvalue()),
+        files=[ManifestFile(key=key, rows=table.num_rows, bytes=len(buffer.getvalue()), url=bronze.url_for(key))]
+        if ops
+        else [],
+    )
+    write_document(bronze, manifest_key(source, "items", sync_id), manifest)
     return manifest
 
 
@@ -222,7 +238,7 @@ def test_a_crash_before_the_commit_leaves_the_previous_version_and_a_rerun_conve
         raise RuntimeError("killed between writing data and committing")
 
     with monkeypatch.context() as patch:
-        patch.setattr(silver_module, "_merge", crash)  # data files may exist; no commit happens
+        patch.setattr(silver_merge, "_merge", crash)  # data files may exist; no commit happens
         with pytest.raises(RuntimeError):
             apply_manifest(bronze, tables, second)
     assert silver_rows(tables, "src") == {1: "a"}
@@ -233,7 +249,7 @@ def test_a_crash_before_the_commit_leaves_the_previous_version_and_a_rerun_conve
 def test_a_manifest_disagreeing_with_its_files_is_refused(tmp_path: Path) -> None:
     bronze, tables = LocalStorage(tmp_path / "bronze"), SilverTables(LocalStorage(tmp_path / "silver"))
     manifest = write_batch(bronze, "src", 1, [Op(1, 1, "a", False, 1)])
-    manifest["files"][0]["rows"] = 5
+    manifest.files[0].rows = 5
     with pytest.raises(Exception, match="holds 1 rows, its manifest says 5"):
         apply_manifest(bronze, tables, manifest)
     assert tables.open(tables.table_uri("src", "items")) is None
@@ -275,7 +291,7 @@ def silver_state(tables: SilverTables, source: str, keyed: bool) -> Any:
     return Counter((r["id"], r["value"]) for r in _id_value_rows(tables, source))
 
 
-def write(bronze: LakeStorage, source: str, batch: Batch, keyed: bool = True) -> dict[str, Any]:
+def write(bronze: LakeStorage, source: str, batch: Batch, keyed: bool = True) -> Manifest:
     return write_batch(
         bronze,
         source,
@@ -579,7 +595,7 @@ def test_a_crash_inside_an_overwrite_leaves_the_old_table_and_a_rerun_converges(
     apply_manifest(bronze, tables, write(bronze, "src", Batch(1, 1, True, (Op(1, 1, "a", False, 1),))))
     apply_manifest(bronze, tables, write(bronze, "src", Batch(2, 1, False, (Op(2, 9, "x", True, 2),))))
     snapshot = write(bronze, "src", Batch(3, 2, True, (Op(2, 1, "b", False, 3), Op(3, 1, "c", True, 4))))
-    real = silver_module.write_deltalake
+    real = silver_overwrite.write_deltalake
 
     def crash_on_the_table_commit(uri: Any, *args: Any, **kwargs: Any) -> None:
         if kwargs.get("mode") == "overwrite" and "_tombstones" not in str(uri):
@@ -587,7 +603,7 @@ def test_a_crash_inside_an_overwrite_leaves_the_old_table_and_a_rerun_converges(
         real(uri, *args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(silver_module, "write_deltalake", crash_on_the_table_commit)
+        patch.setattr(silver_overwrite, "write_deltalake", crash_on_the_table_commit)
         with pytest.raises(RuntimeError):
             apply_manifest(bronze, tables, snapshot)
     assert silver_rows(tables, "src") == {1: "a"}
@@ -618,7 +634,7 @@ def test_string_keys_with_quotes_merge_within_their_key_range(tmp_path: Path) ->
     result = apply_manifest(bronze, tables, write_batch(bronze, "src", 2, second, schema=text_keys))
     assert (result.inserted, result.updated, result.deleted) == (1, 1, 1)
     assert silver_rows(tables, "src") == {"o'neil": "b", "o'hara": "c", "zed": "z"}  # type: ignore[comparison-overlap]
-    assert silver_module._key_ranges(pa.table({"id": ["b'x", "a"], "n": [2, 1]}), ["id", "n"]) == [
+    assert silver_merge._key_ranges(pa.table({"id": ["b'x", "a"], "n": [2, 1]}), ["id", "n"]) == [
         "t.id >= 'a' AND t.id <= 'b''x'",
         "t.n >= 1 AND t.n <= 2",
     ]
@@ -630,14 +646,15 @@ def test_an_overwrite_of_several_files_is_streamed_file_by_file(lake_kind: str, 
         wider = {"properties": {**SCHEMA["properties"], "extra": {"type": "string"}}}
         part_a = write_batch(bronze, "src", 20, [Op(1, 1, "a", False, 2), Op(2, 1, "b-old", False, 3)])
         part_b = write_batch(bronze, "src", 21, [Op(2, 2, "b", False, 4), Op(3, 1, "c", True, 5)], schema=wider)
-        snapshot = {
-            **part_a,
-            "sync_id": 22,
-            "generation_id": 2,
-            "destination_sync_mode": "overwrite",
-            "files": part_a["files"] + part_b["files"],
-            "rows": 4,
-        }
+        snapshot = part_a.model_copy(
+            update={
+                "sync_id": 22,
+                "generation_id": 2,
+                "destination_sync_mode": "overwrite",
+                "files": part_a.files + part_b.files,
+                "rows": 4,
+            }
+        )
         result = apply_manifest(bronze, tables, snapshot)
         assert (result.applied, result.rows_in, result.inserted, result.deleted) == (True, 4, 2, 1)
         table = tables.open(tables.table_uri("src", "items"))
@@ -648,7 +665,9 @@ def test_an_overwrite_of_several_files_is_streamed_file_by_file(lake_kind: str, 
         assert dead is not None and dead.to_pyarrow_table(columns=["id"]).column("id").to_pylist() == [3]
 
         # a file that disagrees with its manifest stops the overwrite before anything changes
-        broken = {**snapshot, "sync_id": 23, "generation_id": 3, "files": [{**part_a["files"][0], "rows": 7}]}
+        broken = snapshot.model_copy(
+            update={"sync_id": 23, "generation_id": 3, "files": [part_a.files[0].model_copy(update={"rows": 7})]}
+        )
         with pytest.raises(Exception, match="holds 2 rows, its manifest says 7"):
             apply_manifest(bronze, tables, broken)
         assert silver_rows(tables, "src") == {1: "a", 2: "b"}
@@ -717,11 +736,11 @@ def test_a_table_from_before_the_record_is_read_from_its_history_then_carried_ov
     old = [Batch(1, 1, True, (Op(1, 1, "a", False, 1),)), Batch(2, 1, False, (Op(2, 1, "b", False, 2),))]
     manifests = {b.sync_id: write(bronze, "src", b) for b in old}
     with monkeypatch.context() as patch:  # the commits of the previous release: commit info only
-        patch.setattr(silver_module.BatchRecord, "transactions", lambda *args: [])
+        patch.setattr(silver_record.BatchRecord, "transactions", lambda *args: [])
         for batch in old:
             assert apply_manifest(bronze, tables, manifests[batch.sync_id]).applied
     table = DeltaTable(uri)
-    assert table.transaction_version(silver_module.SNAPSHOT_APP_ID) is None
+    assert table.transaction_version(silver_record.SNAPSHOT_APP_ID) is None
     assert tables.applied_sync_ids("src", "items") == {1, 2}
     version = table.version()
     assert not apply_manifest(bronze, tables, manifests[2]).applied  # the history still says so
@@ -731,7 +750,7 @@ def test_a_table_from_before_the_record_is_read_from_its_history_then_carried_ov
     skipped = apply_manifest(bronze, tables, write(bronze, "src", Batch(3, 0, False, (Op(3, 1, "c", False, 3),))))
     assert skipped.skipped is not None and skipped.skipped.endswith("(generation 1, sync 1)")
     table = DeltaTable(uri)
-    assert table.transaction_version(silver_module.SNAPSHOT_APP_ID) == 2  # 1 + the sync id of the snapshot
+    assert table.transaction_version(silver_record.SNAPSHOT_APP_ID) == 2  # 1 + the sync id of the snapshot
     assert [table.transaction_version(f"lakehouse.sync.{i}") for i in (1, 2, 3)] == [4 + 2, 4 + 1, 0 + 3]
     purge_log(tables, uri)
     for sync_id in (1, 2, 3):
@@ -752,7 +771,8 @@ def test_a_commit_from_a_stale_record_conflicts_instead_of_applying_twice(
     apply_manifest(bronze, tables, second)
     with monkeypatch.context() as patch:
         patch.setattr(SilverTables, "record", lambda *args: read_before)
-        with pytest.raises(CommitFailedError):  # a blind append, which Delta would otherwise let through
+        with pytest.raises(CommitConflict) as info:  # a blind append, which Delta would otherwise let through
             apply_manifest(bronze, tables, second)
+    assert isinstance(info.value.__cause__, CommitFailedError) and is_transient(info.value)
     assert silver_state(tables, "logs", keyed=False) == Counter({(1, "a"): 1, (2, "b"): 1})
     assert not apply_manifest(bronze, tables, second).applied

@@ -19,7 +19,7 @@ from lakehouse_ingest.errors import ConfigError, IngestError
 from lakehouse_ingest.lake.keys import BatchKey, parse_manifest_location
 from lakehouse_ingest.runs.inputs import resolve_settings, select_sources
 from lakehouse_ingest.runs.status import MergeStatus
-from lakehouse_ingest.silver.merge import SilverResult
+from lakehouse_ingest.silver.result import SilverResult
 from tasks.silver import apply_batch_task, pending_batches_task
 
 ARTIFACT_KEY = "silver-merge-summary"
