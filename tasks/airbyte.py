@@ -26,8 +26,9 @@ from lakehouse_ingest.catalog.sources import SourceEntry
 from lakehouse_ingest.errors import ValidationFailed
 from lakehouse_ingest.lake.storage import opened_storage
 from lakehouse_ingest.sources.airbyte.client import AirbyteClient, AirbyteSettings
+from lakehouse_ingest.sources.airbyte.connections import Connection
 from lakehouse_ingest.sources.airbyte.errors import AirbyteError, ConnectionInactiveError
-from lakehouse_ingest.sources.airbyte.models import Connection, Job
+from lakehouse_ingest.sources.airbyte.jobs import Job
 from lakehouse_ingest.sources.airbyte.syncs import SyncRun, cancel_active_jobs, run_connection_sync
 from lakehouse_ingest.sources.platform.job_files import archive_job_logs, job_batches, totals_mismatch
 from lakehouse_ingest.sources.platform.job_ledger import JobLedger, jobs_to_check, ledger_for, save_ledger

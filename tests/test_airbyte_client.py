@@ -28,7 +28,7 @@ from lakehouse_ingest.sources.airbyte.errors import (
     ConnectionInactiveError,
     ConnectionNotFoundError,
 )
-from lakehouse_ingest.sources.airbyte.models import JobStatus
+from lakehouse_ingest.sources.airbyte.jobs import JobStatus
 from lakehouse_ingest.sources.airbyte.syncs import await_job, cancel_active_jobs, run_connection_sync, trigger_or_attach
 from lakehouse_ingest.sources.platform.job_files import archive_job_logs
 

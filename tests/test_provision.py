@@ -30,7 +30,7 @@ from lakehouse_ingest.lake.keys import DATA_FILE, data_key
 from lakehouse_ingest.lake.storage import open_storage
 from lakehouse_ingest.provisioning.plan import PATH_FORMAT, S3Target, diff_config, diff_connection, scrub
 from lakehouse_ingest.sources.airbyte.client import AirbyteClient, AirbyteSettings
-from lakehouse_ingest.sources.airbyte.models import ConnectionConfig, DiscoveredCatalog, StreamSyncConfig
+from lakehouse_ingest.sources.airbyte.provisioning_models import ConnectionConfig, DiscoveredCatalog, StreamSyncConfig
 from lakehouse_ingest.sources.airbyte.syncs import run_connection_sync
 from lakehouse_ingest.sources.platform.job_files import job_batches
 

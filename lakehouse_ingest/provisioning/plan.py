@@ -44,14 +44,14 @@ from lakehouse_ingest.catalog.sources import SourceEntry, StreamSelection
 from lakehouse_ingest.errors import ConfigError
 from lakehouse_ingest.lake.names import safe_stream_dir
 from lakehouse_ingest.sources.airbyte.client import AirbyteClient
+from lakehouse_ingest.sources.airbyte.connections import Workspace
 from lakehouse_ingest.sources.airbyte.errors import ConnectionNotFoundError
-from lakehouse_ingest.sources.airbyte.models import (
+from lakehouse_ingest.sources.airbyte.provisioning_models import (
     SECRET_MASK,
     Actor,
     ConnectionConfig,
     DiscoveredCatalog,
     StreamSyncConfig,
-    Workspace,
 )
 
 DESTINATION_PREFIX = "lakehouse-bronze-"

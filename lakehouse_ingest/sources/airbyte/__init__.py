@@ -1,6 +1,7 @@
 """Talking to an Airbyte server (self-managed 0.x/1.x/2.x or Cloud): only HTTP lives here.
 
-- ``models``:   typed records parsed on arrival (jobs, attempts, per-stream stats, connections).
+- ``jobs``, ``connections``, ``provisioning_models``: typed records parsed on arrival (jobs, attempts and
+  per-stream stats; connections and workspaces; actors, catalogs and connection configurations).
 - ``errors``:   one hierarchy; every error carries connection/job id, status, HTTP code, method, masked URL.
 - ``auth``:     none, HTTP basic, static bearer, client credentials (token exchange, refresh).
 - ``client``:   the Config API (/api/v1) and the public API (/api/public/v1) behind one client.

@@ -20,6 +20,7 @@ import httpx
 
 from lakehouse_ingest.errors import ConfigError
 from lakehouse_ingest.sources.airbyte.auth import BearerToken, ClientCredentials
+from lakehouse_ingest.sources.airbyte.connections import Connection, Workspace
 from lakehouse_ingest.sources.airbyte.errors import (
     AirbyteAuthError,
     AirbyteConflictError,
@@ -31,16 +32,13 @@ from lakehouse_ingest.sources.airbyte.errors import (
     ConnectionNotFoundError,
     mask_url,
 )
-from lakehouse_ingest.sources.airbyte.models import (
-    NON_TERMINAL_STATUSES,
+from lakehouse_ingest.sources.airbyte.jobs import NON_TERMINAL_STATUSES, Job
+from lakehouse_ingest.sources.airbyte.provisioning_models import (
     Actor,
     ActorDefinition,
     ActorKind,
-    Connection,
     ConnectionConfig,
     DiscoveredCatalog,
-    Job,
-    Workspace,
 )
 
 ApiFamily = Literal["config", "public"]
@@ -555,7 +553,7 @@ def _error_for(response: httpx.Response, context: dict[str, Any]) -> AirbyteErro
 
 
 def _workspace(raw: dict[str, Any]) -> Workspace:
-    return Workspace(str(raw["workspaceId"]), str(raw.get("name", "")))
+    return Workspace.from_api(raw)
 
 
 def _discovered(body: dict[str, Any], what: str) -> DiscoveredCatalog:
