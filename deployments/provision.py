@@ -21,7 +21,8 @@ from typing import TextIO
 from lakehouse_ingest.catalog.sources import load_catalog
 from lakehouse_ingest.errors import ConfigError, IngestError
 from lakehouse_ingest.provisioning.plan import Provisioner, S3Target, SourcePlan, render_plan, scrub, summary
-from lakehouse_ingest.sources.airbyte.client import AirbyteClient, AirbyteSettings
+from lakehouse_ingest.sources.airbyte.client import AirbyteClient
+from lakehouse_ingest.sources.airbyte.settings import AirbyteSettings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,7 +80,7 @@ def main(
                 "localhost is not this machine (set AIRBYTE_S3_ENDPOINT to the address Airbyte reaches)"
             )
         if client is None:
-            client = AirbyteClient(AirbyteSettings.from_env(env))
+            client = AirbyteSettings.from_env(env).client()
         provisioner = Provisioner(client, target, update_secrets=args.update_secrets)
         plans: list[SourcePlan] = provisioner.plan(provisioned)
         for plan in plans:

@@ -40,8 +40,8 @@ from lakehouse_ingest.lake.names import safe_stream_dir
 from lakehouse_ingest.lake.storage import finalize_s3, opened_storage
 from lakehouse_ingest.runs.schedule import load_last_success, too_soon
 from lakehouse_ingest.settings import IngestSettings
-from lakehouse_ingest.sources.airbyte.client import AirbyteSettings
 from lakehouse_ingest.sources.airbyte.jobs import Job, JobStatus
+from lakehouse_ingest.sources.airbyte.settings import AirbyteSettings
 from lakehouse_ingest.sources.airbyte.syncs import SyncRun
 from lakehouse_ingest.sources.embedded.connector import Connector, ConnectorInstaller
 from lakehouse_ingest.sources.embedded.plan import EmbeddedPlan, validate_config

@@ -2,6 +2,8 @@
 
 - ``jobs``, ``connections``, ``provisioning_models``: typed records parsed on arrival (jobs, attempts and
   per-stream stats; connections and workspaces; actors, catalogs and connection configurations).
+- ``settings``: ``AirbyteSettings`` (server, API family, credentials; builds the client) and ``SyncOptions``
+  (how syncs are awaited), from the environment through pydantic-settings.
 - ``errors``:   one hierarchy; every error carries connection/job id, status, HTTP code, method, masked URL.
 - ``auth``:     none, HTTP basic, static bearer, client credentials (token exchange, refresh).
 - ``client``:   the Config API (/api/v1) and the public API (/api/public/v1) behind one client.

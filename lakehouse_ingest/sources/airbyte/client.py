@@ -3,23 +3,20 @@
 Both API families sit behind the same methods: the Config API (``/api/v1``, RPC-style POSTs; the richest:
 per-stream stats, logs) and the public API (``/api/public/v1`` self-managed, ``https://api.airbyte.com/v1``
 on Cloud). Idempotent calls (reads, lists, cancel) retry transient failures (5xx, 429 with Retry-After,
-connection errors) with bounded backoff; the sync trigger never retries (see ``syncs``).
+connection errors) with bounded backoff; the sync trigger never retries (see ``syncs``). Build one with
+``AirbyteSettings.client()`` (``settings``).
 """
 
 from __future__ import annotations
 
-import os
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from lakehouse_ingest.errors import ConfigError
-from lakehouse_ingest.sources.airbyte.auth import BearerToken, ClientCredentials
 from lakehouse_ingest.sources.airbyte.connections import Connection, Workspace
 from lakehouse_ingest.sources.airbyte.errors import (
     AirbyteAuthError,
@@ -30,7 +27,6 @@ from lakehouse_ingest.sources.airbyte.errors import (
     AirbyteTransientError,
     ConnectionInactiveError,
     ConnectionNotFoundError,
-    mask_url,
 )
 from lakehouse_ingest.sources.airbyte.jobs import NON_TERMINAL_STATUSES, Job
 from lakehouse_ingest.sources.airbyte.provisioning_models import (
@@ -41,115 +37,11 @@ from lakehouse_ingest.sources.airbyte.provisioning_models import (
     DiscoveredCatalog,
 )
 
-ApiFamily = Literal["config", "public"]
-# Stands for a secret that the Prefect layer reads from a Secret block named by AIRBYTE_<NAME>_BLOCK.
-FROM_SECRET_BLOCK = "<from Prefect Secret block>"  # noqa: S105 - a placeholder, not a secret
+if TYPE_CHECKING:
+    from lakehouse_ingest.sources.airbyte.settings import AirbyteSettings
+
 OSS_DEFAULT_ORGANIZATION = "00000000-0000-0000-0000-000000000000"
 PAGE_SIZE = 100
-
-
-@dataclass(frozen=True)
-class AirbyteSettings:
-    """Where the server is and how to authenticate; secrets are never part of ``repr``."""
-
-    url: str
-    api: ApiFamily = "config"
-    public_url: str | None = None
-    username: str | None = None
-    password: str | None = None
-    token: str | None = None
-    client_id: str | None = None
-    client_secret: str | None = None
-    token_url: str | None = None
-    request_timeout: float = 30.0
-    trigger_timeout: float = 180.0
-    max_retries: int = 4
-    backoff_seconds: float = 0.5
-
-    def __repr__(self) -> str:
-        return f"AirbyteSettings(url={mask_url(self.url)!r}, api={self.api!r}, auth={self.auth_mode!r})"
-
-    @property
-    def auth_mode(self) -> str:
-        """Which authentication these settings use."""
-        if self.client_id or self.client_secret:
-            return "client_credentials"
-        if self.token:
-            return "bearer"
-        if self.username or self.password:
-            return "basic"
-        return "none"
-
-    @property
-    def config_base(self) -> str:
-        """The Config API root."""
-        return self.url.rstrip("/") + "/api/v1"
-
-    @property
-    def public_base(self) -> str:
-        """The public API root."""
-        return (self.public_url or self.url.rstrip("/") + "/api/public/v1").rstrip("/")
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> AirbyteSettings:
-        """From ``AIRBYTE_URL`` (or the seeds' ``AIRBYTE_API_URL``) and the credential variables."""
-        env = os.environ if env is None else env
-        url = env.get("AIRBYTE_URL") or env.get("AIRBYTE_API_URL")
-        if not url:
-            raise ConfigError("AIRBYTE_URL is not set: the catalog has sources on an Airbyte server")
-        api = env.get("AIRBYTE_API", "config")
-        if api not in ("config", "public"):
-            raise ConfigError("AIRBYTE_API must be 'config' or 'public'")
-        settings = cls(
-            url=url.removesuffix("/api/v1").removesuffix("/api/v1/"),
-            api=api,  # type: ignore[arg-type]
-            public_url=env.get("AIRBYTE_PUBLIC_API_URL") or None,
-            username=env.get("AIRBYTE_USERNAME") or env.get("AIRBYTE_API_USERNAME") or None,
-            password=_secret(env, "AIRBYTE_PASSWORD") or env.get("AIRBYTE_API_PASSWORD") or None,
-            token=_secret(env, "AIRBYTE_TOKEN"),
-            client_id=env.get("AIRBYTE_CLIENT_ID") or None,
-            client_secret=_secret(env, "AIRBYTE_CLIENT_SECRET"),
-            token_url=env.get("AIRBYTE_TOKEN_URL") or None,
-        )
-        settings.validate()
-        return settings
-
-    def validate(self) -> None:
-        """Refuse half-given or conflicting credentials up front."""
-        if httpx.URL(self.url).scheme not in ("http", "https"):
-            raise ConfigError("AIRBYTE_URL must start with http:// or https://")
-        given = [
-            m
-            for m, v in (
-                ("basic", self.username or self.password),
-                ("bearer", self.token),
-                ("client_credentials", self.client_id or self.client_secret),
-            )
-            if v
-        ]
-        if len(given) > 1:
-            raise ConfigError(f"Airbyte credentials conflict: {' and '.join(given)} are both set; keep one")
-        if self.auth_mode == "basic" and not (self.username and self.password):
-            raise ConfigError("AIRBYTE_USERNAME and AIRBYTE_PASSWORD go together")
-        if self.auth_mode == "client_credentials" and not (self.client_id and self.client_secret):
-            raise ConfigError("AIRBYTE_CLIENT_ID and AIRBYTE_CLIENT_SECRET go together")
-
-    def auth(self) -> httpx.Auth | None:
-        """The httpx auth flow for these settings."""
-        mode = self.auth_mode
-        if mode == "basic":
-            return httpx.BasicAuth(self.username or "", self.password or "")
-        if mode == "bearer":
-            return BearerToken(self.token or "")
-        if mode == "client_credentials":
-            token_url = self.token_url or f"{self.config_base}/applications/token"
-            return ClientCredentials(token_url, self.client_id or "", self.client_secret or "")
-        return None
-
-
-def _secret(env: Mapping[str, str], name: str) -> str | None:
-    """The variable's value, or a placeholder when a Secret block (``<name>_BLOCK``) will provide it."""
-    return env.get(name) or (FROM_SECRET_BLOCK if env.get(f"{name}_BLOCK") else None)
 
 
 class AirbyteClient:
