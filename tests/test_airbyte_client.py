@@ -17,7 +17,7 @@ from support.fake_airbyte import FakeAirbyte
 
 from lakehouse_ingest.errors import ConfigError
 from lakehouse_ingest.lake.storage import LocalStorage
-from lakehouse_ingest.sources.airbyte import client as client_module
+from lakehouse_ingest.sources.airbyte import pages as pages_module
 from lakehouse_ingest.sources.airbyte.client import AirbyteClient
 from lakehouse_ingest.sources.airbyte.errors import (
     AirbyteAuthError,
@@ -368,7 +368,7 @@ def test_seed_variable_names_are_accepted() -> None:
 def test_connection_by_name_across_paginated_workspaces(
     fake: FakeAirbyte, api: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(client_module, "PAGE_SIZE", 2)
+    monkeypatch.setattr(pages_module, "PAGE_SIZE", 2)
     workspaces = [fake.add_workspace(f"w{i}") for i in range(5)]
     wanted = fake.add_connection("orders", workspace_id=workspaces[4])
     fake.add_connection("users", workspace_id=workspaces[0])
