@@ -24,7 +24,8 @@ from lakehouse_ingest.provisioning.apply import Provisioner
 from lakehouse_ingest.provisioning.plan import ProvisionPlan
 from lakehouse_ingest.provisioning.render import render_plan, scrub, summary
 from lakehouse_ingest.provisioning.target import S3Target
-from lakehouse_ingest.sources.airbyte.client import AirbyteClient, AirbyteSettings
+from lakehouse_ingest.sources.airbyte.client import AirbyteClient
+from lakehouse_ingest.sources.airbyte.settings import AirbyteSettings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,7 +83,7 @@ def main(
                 "localhost is not this machine (set AIRBYTE_S3_ENDPOINT to the address Airbyte reaches)"
             )
         if client is None:
-            client = AirbyteClient(AirbyteSettings.from_env(env))
+            client = AirbyteSettings.from_env(env).client()
         provisioner = Provisioner(client, target, update_secrets=args.update_secrets)
         plans: list[ProvisionPlan] = provisioner.plan(provisioned)
         for plan in plans:

@@ -32,8 +32,8 @@ from prefect.workers.process import ProcessWorker
 from deployments.build import BRONZE_FLOW, SILVER_FLOW, DeploymentPlan, runner_deployments
 from lakehouse_ingest.catalog.sources import Catalog
 from lakehouse_ingest.errors import ConfigError, IngestError
-from lakehouse_ingest.sources.airbyte.client import AirbyteSettings
-from tasks.airbyte import PlatformOptions, airbyte_limit_name
+from lakehouse_ingest.sources.airbyte.settings import AirbyteSettings, SyncOptions
+from tasks.airbyte import airbyte_limit_name
 
 
 def register(
@@ -45,7 +45,7 @@ def register(
         for pool in sorted({p.work_pool for p in plans}):
             lines.append(_ensure_process_pool(client, pool))
         if any(s.connector is None for s in catalog.sources):
-            limit = PlatformOptions.from_env().max_concurrent_syncs
+            limit = SyncOptions().max_concurrent_syncs
             lines.append(_ensure_limit(client, airbyte_limit_name(AirbyteSettings.from_env().url), limit))
         schemas = {pool: _variables_schema(client, pool) for pool in {p.work_pool for p in plans if p.job_variables}}
         for plan in plans:  # all checked before the first is applied: a bad one leaves the server as it was

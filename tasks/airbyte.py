@@ -8,7 +8,6 @@ are never task or flow parameters (those are shown in the UI).
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from contextlib import AbstractContextManager, nullcontext
@@ -25,19 +24,16 @@ from lakehouse_ingest.bronze.batch import StreamBatch
 from lakehouse_ingest.catalog.sources import SourceEntry
 from lakehouse_ingest.errors import ValidationFailed
 from lakehouse_ingest.lake.roots import opened_storage
-from lakehouse_ingest.sources.airbyte.client import AirbyteClient, AirbyteSettings
+from lakehouse_ingest.sources.airbyte.client import AirbyteClient
+from lakehouse_ingest.sources.airbyte.connections import Connection
 from lakehouse_ingest.sources.airbyte.errors import AirbyteError, ConnectionInactiveError
-from lakehouse_ingest.sources.airbyte.models import Connection, Job
+from lakehouse_ingest.sources.airbyte.jobs import Job
+from lakehouse_ingest.sources.airbyte.settings import AirbyteSettings, SyncOptions
 from lakehouse_ingest.sources.airbyte.syncs import SyncRun, cancel_active_jobs, run_connection_sync
 from lakehouse_ingest.sources.platform.job_files import archive_job_logs, job_batches, totals_mismatch
 from lakehouse_ingest.sources.platform.job_ledger import JobLedger, jobs_to_check, ledger_for, save_ledger
 from tasks.retrying import transient_retrying_task
 
-_SECRET_BLOCKS = {
-    "password": "AIRBYTE_PASSWORD_BLOCK",
-    "token": "AIRBYTE_TOKEN_BLOCK",
-    "client_secret": "AIRBYTE_CLIENT_SECRET_BLOCK",
-}
 _clients: dict[AirbyteSettings, AirbyteClient] = {}
 _slots: dict[str, threading.BoundedSemaphore] = {}
 _lock = threading.Lock()
@@ -53,11 +49,11 @@ class PlatformPlan:
 
 @dataclass(frozen=True)
 class PlatformOptions:
-    """How syncs are awaited (from the environment; see README)."""
+    """How syncs are awaited (``SyncOptions``, from the environment; see README)."""
 
-    poll_interval: float = 10.0
-    timeout: float = 6 * 3600.0
-    max_concurrent_syncs: int = 10
+    poll_interval: float
+    timeout: float
+    max_concurrent_syncs: int
     logs_uri: str | None = None
     # The Prefect global concurrency limit shared by every run on this Prefect server, when it exists
     # (``python -m deployments register`` creates it): bounds syncs per Airbyte server across runs.
@@ -67,13 +63,7 @@ class PlatformOptions:
     def from_env(cls) -> PlatformOptions:
         """From ``AIRBYTE_POLL_INTERVAL``, ``AIRBYTE_SYNC_TIMEOUT``, ``AIRBYTE_MAX_CONCURRENT_SYNCS`` and
         ``AIRBYTE_LOGS_URI``."""
-        env = os.environ
-        return cls(
-            poll_interval=float(env.get("AIRBYTE_POLL_INTERVAL", cls.poll_interval)),
-            timeout=float(env.get("AIRBYTE_SYNC_TIMEOUT", cls.timeout)),
-            max_concurrent_syncs=int(env.get("AIRBYTE_MAX_CONCURRENT_SYNCS", cls.max_concurrent_syncs)),
-            logs_uri=env.get("AIRBYTE_LOGS_URI") or None,
-        )
+        return cls(**SyncOptions().model_dump())
 
 
 def airbyte_limit_name(url: str) -> str:
@@ -100,18 +90,16 @@ def _global_slot(options: PlatformOptions) -> AbstractContextManager[Any]:
 
 
 def airbyte_settings() -> AirbyteSettings:
-    """Settings from the environment, with secrets read from Prefect Secret blocks when named."""
+    """Settings from the environment, with the secrets Prefect Secret blocks hold (``AIRBYTE_*_BLOCK``)."""
     settings = AirbyteSettings.from_env()
-    overrides: dict[str, Any] = {}
-    for field_name, variable in _SECRET_BLOCKS.items():
-        if block := os.environ.get(variable):
-            from prefect.blocks.system import Secret
+    if not settings.secret_blocks:
+        return settings
+    from prefect.blocks.system import Secret
 
-            overrides[field_name] = Secret.load(block).get()  # type: ignore[union-attr]
-    if overrides:
-        settings = replace(settings, **overrides)
-        settings.validate()
-    return settings
+    secrets: dict[str, str] = {}
+    for name, block in settings.secret_blocks.items():
+        secrets[name] = Secret.load(block).get()  # type: ignore[union-attr]
+    return settings.with_secrets(**secrets)
 
 
 def airbyte_client() -> AirbyteClient:
@@ -119,7 +107,7 @@ def airbyte_client() -> AirbyteClient:
     settings = airbyte_settings()
     with _lock:
         if settings not in _clients:
-            _clients[settings] = AirbyteClient(settings)
+            _clients[settings] = settings.client()
         return _clients[settings]
 
 

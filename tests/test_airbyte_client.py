@@ -17,8 +17,8 @@ from support.fake_airbyte import FakeAirbyte
 
 from lakehouse_ingest.errors import ConfigError
 from lakehouse_ingest.lake.local import LocalStorage
-from lakehouse_ingest.sources.airbyte import client as client_module
-from lakehouse_ingest.sources.airbyte.client import AirbyteClient, AirbyteSettings
+from lakehouse_ingest.sources.airbyte import pages as pages_module
+from lakehouse_ingest.sources.airbyte.client import AirbyteClient
 from lakehouse_ingest.sources.airbyte.errors import (
     AirbyteAuthError,
     AirbyteJobFailedError,
@@ -28,7 +28,8 @@ from lakehouse_ingest.sources.airbyte.errors import (
     ConnectionInactiveError,
     ConnectionNotFoundError,
 )
-from lakehouse_ingest.sources.airbyte.models import JobStatus
+from lakehouse_ingest.sources.airbyte.jobs import JobStatus
+from lakehouse_ingest.sources.airbyte.settings import AirbyteSettings
 from lakehouse_ingest.sources.airbyte.syncs import await_job, cancel_active_jobs, run_connection_sync, trigger_or_attach
 from lakehouse_ingest.sources.platform.job_files import archive_job_logs
 
@@ -46,8 +47,7 @@ def fake(request: pytest.FixtureRequest) -> Iterator[FakeAirbyte]:
 
 def client_for(fake: FakeAirbyte, api: str = "config", **overrides: Any) -> AirbyteClient:
     settings = AirbyteSettings(url=fake.url, api=api, backoff_seconds=0.01, **overrides)  # type: ignore[arg-type]
-    settings.validate()
-    return AirbyteClient(settings)
+    return settings.client()
 
 
 def sync(client: AirbyteClient, connection_id: str, timeout: float = 20.0) -> Any:
@@ -322,7 +322,7 @@ def test_interruption_cancels_the_job(fake: FakeAirbyte) -> None:
 
 def test_errors_carry_context_and_mask_urls() -> None:
     settings = AirbyteSettings(url="http://admin:hunter2@127.0.0.1:9", request_timeout=0.5, max_retries=0)
-    with AirbyteClient(settings) as client, pytest.raises(AirbyteTransientError) as raised:
+    with settings.client() as client, pytest.raises(AirbyteTransientError) as raised:
         client.get_job(7)
     text = str(raised.value)
     assert "job 7" in text and "POST http://127.0.0.1:9/api/v1/jobs/get_without_logs" in text
@@ -368,7 +368,7 @@ def test_seed_variable_names_are_accepted() -> None:
 def test_connection_by_name_across_paginated_workspaces(
     fake: FakeAirbyte, api: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(client_module, "PAGE_SIZE", 2)
+    monkeypatch.setattr(pages_module, "PAGE_SIZE", 2)
     workspaces = [fake.add_workspace(f"w{i}") for i in range(5)]
     wanted = fake.add_connection("orders", workspace_id=workspaces[4])
     fake.add_connection("users", workspace_id=workspaces[0])
@@ -399,7 +399,7 @@ def test_transport_errors_are_transient() -> None:
         raise httpx.ConnectError("refused", request=request)
 
     settings = AirbyteSettings(url="http://airbyte.invalid", max_retries=1, backoff_seconds=0.0)
-    with AirbyteClient(settings, transport=httpx.MockTransport(refuse)) as client:
+    with settings.client(transport=httpx.MockTransport(refuse)) as client:
         with pytest.raises(AirbyteTransientError, match="cannot reach the Airbyte server"):
             client.get_job(1)
         assert client.requests_sent == 2

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from lakehouse_ingest.lake.local import LocalStorage
-from lakehouse_ingest.sources.airbyte.models import Attempt, Job, JobStatus, StreamStats
+from lakehouse_ingest.sources.airbyte.jobs import Attempt, Job, JobStatus, StreamStats
 from lakehouse_ingest.sources.platform.job_ledger import (
     JobLedger,
     committed_anything,

@@ -233,9 +233,9 @@ def ledger(endpoint: S3Endpoint, name: str) -> dict[str, Any]:
 
 def outside_sync(airbyte: FakeAirbyte, connection_id: str) -> int:
     """A sync started outside Prefect (the Airbyte UI, an Airbyte schedule), run to its end."""
-    from lakehouse_ingest.sources.airbyte.client import AirbyteClient, AirbyteSettings
+    from lakehouse_ingest.sources.airbyte.settings import AirbyteSettings
 
-    with AirbyteClient(AirbyteSettings.from_env()) as client:
+    with AirbyteSettings.from_env().client() as client:
         job_id = client.trigger_sync(connection_id).id
     airbyte.wait_for_job(job_id)
     return job_id

@@ -31,8 +31,8 @@ from lakehouse_ingest.lake.roots import open_storage
 from lakehouse_ingest.provisioning.diff import diff_config, diff_connection
 from lakehouse_ingest.provisioning.render import scrub
 from lakehouse_ingest.provisioning.target import PATH_FORMAT, S3Target
-from lakehouse_ingest.sources.airbyte.client import AirbyteClient, AirbyteSettings
-from lakehouse_ingest.sources.airbyte.models import ConnectionConfig, DiscoveredCatalog, StreamSyncConfig
+from lakehouse_ingest.sources.airbyte.provisioning_models import ConnectionConfig, DiscoveredCatalog, StreamSyncConfig
+from lakehouse_ingest.sources.airbyte.settings import AirbyteSettings
 from lakehouse_ingest.sources.airbyte.syncs import run_connection_sync
 from lakehouse_ingest.sources.platform.job_files import job_batches
 
@@ -154,7 +154,7 @@ def test_first_run_creates_destination_and_connection(fake: FakeAirbyte, tmp_pat
     assert all(s["aliasName"] == name for name, s in streams.items())
 
     # The runtime resolves the same connection by name and sees the same sync settings.
-    with AirbyteClient(AirbyteSettings(url=fake.url)) as client:
+    with AirbyteSettings(url=fake.url).client() as client:
         found = client.find_connection("shop-bronze")
     assert {(s.name, s.sync_mode, s.destination_sync_mode, s.cursor_field) for s in found.streams} == {
         ("users", "incremental", "append", ("updated_at",)),
@@ -519,7 +519,7 @@ def test_provisioned_connection_lands_files_the_platform_finds(
         code, _, err = provision(fake, tmp_path, catalog)
         assert (code, err) == (0, ""), err
         connection_id = only_connection(fake).connection_id
-        with AirbyteClient(AirbyteSettings(url=fake.url)) as client:
+        with AirbyteSettings(url=fake.url).client() as client:
             connection = client.get_connection(connection_id)
             run = run_connection_sync(
                 client, connection_id, logging.getLogger("test.provision"), poll_interval=0.05, timeout=20

@@ -21,7 +21,7 @@ from lakehouse_ingest.errors import ValidationFailed
 from lakehouse_ingest.runs.handoff import job_settled, newest_succeeded, withheld_snapshots
 from lakehouse_ingest.runs.status import StreamReport, StreamStatus, source_report
 from lakehouse_ingest.settings import IngestSettings
-from lakehouse_ingest.sources.airbyte.models import Job
+from lakehouse_ingest.sources.airbyte.jobs import Job
 from lakehouse_ingest.sources.airbyte.syncs import SyncRun
 from lakehouse_ingest.sources.platform.job_ledger import committed_anything
 from tasks.airbyte import (

@@ -30,8 +30,9 @@ from lakehouse_ingest.provisioning.diff import config_listing, diff_config, diff
 from lakehouse_ingest.provisioning.plan import Action, Change, FieldChange, ProvisionPlan
 from lakehouse_ingest.provisioning.target import DESTINATION_PREFIX, DESTINATION_SECRETS, S3_REPOSITORY, S3Target
 from lakehouse_ingest.sources.airbyte.client import AirbyteClient
+from lakehouse_ingest.sources.airbyte.connections import Workspace
 from lakehouse_ingest.sources.airbyte.errors import ConnectionNotFoundError
-from lakehouse_ingest.sources.airbyte.models import Actor, ConnectionConfig, Workspace
+from lakehouse_ingest.sources.airbyte.provisioning_models import Actor, ConnectionConfig
 
 
 class Provisioner:

@@ -18,7 +18,7 @@ from lakehouse_ingest.catalog.sources import SourceEntry, StreamSelection
 from lakehouse_ingest.errors import ConfigError
 from lakehouse_ingest.lake.names import safe_stream_dir
 from lakehouse_ingest.provisioning.plan import Change, ProvisionPlan
-from lakehouse_ingest.sources.airbyte.models import DiscoveredCatalog, StreamSyncConfig
+from lakehouse_ingest.sources.airbyte.provisioning_models import DiscoveredCatalog, StreamSyncConfig
 
 NAMESPACE_DEFINITION = "destination"
 SCHEDULE_TYPE = "manual"

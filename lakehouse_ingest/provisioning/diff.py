@@ -16,7 +16,12 @@ from typing import Any
 from lakehouse_ingest.provisioning.desired import NAMESPACE_DEFINITION, SCHEDULE_TYPE, describe_stream
 from lakehouse_ingest.provisioning.plan import FieldChange
 from lakehouse_ingest.provisioning.target import MUST_BE_ABSENT
-from lakehouse_ingest.sources.airbyte.models import SECRET_MASK, ConnectionConfig, DiscoveredCatalog, StreamSyncConfig
+from lakehouse_ingest.sources.airbyte.provisioning_models import (
+    SECRET_MASK,
+    ConnectionConfig,
+    DiscoveredCatalog,
+    StreamSyncConfig,
+)
 
 # Keys whose values are treated as secrets in source configurations (besides what the server masks).
 _SECRET_KEY = re.compile(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lakehouse_ingest.sources.airbyte.models import DiscoveredCatalog, StreamSyncConfig
+from lakehouse_ingest.sources.airbyte.provisioning_models import DiscoveredCatalog, StreamSyncConfig
 
 Action = Literal["create", "update", "unchanged"]
 

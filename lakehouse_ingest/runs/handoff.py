@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from lakehouse_ingest.bronze.batch import StreamBatch
 from lakehouse_ingest.runs.status import StreamReport, StreamStatus
-from lakehouse_ingest.sources.airbyte.models import Job, JobStatus
+from lakehouse_ingest.sources.airbyte.jobs import Job, JobStatus
 
 
 def newest_succeeded(jobs: Iterable[Job]) -> int | None:

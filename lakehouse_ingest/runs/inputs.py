@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from lakehouse_ingest.catalog.sources import SourceEntry, load_catalog
 from lakehouse_ingest.lake.roots import open_storage
 from lakehouse_ingest.settings import IngestSettings
-from lakehouse_ingest.sources.airbyte.client import AirbyteSettings
+from lakehouse_ingest.sources.airbyte.settings import AirbyteSettings
 from lakehouse_ingest.sources.embedded.connector import Connector, ConnectorInstaller
 from lakehouse_ingest.sources.embedded.plan import validate_config
 

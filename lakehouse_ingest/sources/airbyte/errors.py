@@ -1,12 +1,16 @@
 """Errors from the Airbyte API, with context on every one and never a secret.
 
 Each error knows whether retrying can help (``retryable``): 5xx, 429 and connection errors can; other 4xx,
-a failed job or an inactive connection cannot. Prefect tasks decide retries from that flag.
+a failed job or an inactive connection cannot. Prefect tasks decide retries from that flag. The requests
+themselves become errors in ``http``; ``connection_not_found`` turns a 404/422 on a connection read into
+``ConnectionNotFoundError`` (bad input) for both API families.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 from lakehouse_ingest.errors import ConfigError, IngestError
@@ -117,3 +121,16 @@ class AirbyteJobFailedError(AirbyteError):
 
 class AirbyteJobTimeoutError(AirbyteError):
     """The job did not finish before the deadline (it has been cancelled)."""
+
+
+@contextmanager
+def connection_not_found(connection_id: str) -> Iterator[None]:
+    """A 404/422 on a connection read becomes ConnectionNotFoundError (other errors pass through)."""
+    try:
+        yield
+    except AirbyteRequestError as exc:
+        if exc.http_status in (404, 422):
+            raise ConnectionNotFoundError(
+                "no such connection on the Airbyte server", connection_id=connection_id, http_status=exc.http_status
+            ) from exc
+        raise

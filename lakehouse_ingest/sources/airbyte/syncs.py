@@ -25,7 +25,7 @@ from lakehouse_ingest.sources.airbyte.errors import (
     AirbyteJobTimeoutError,
     AirbyteTimeoutError,
 )
-from lakehouse_ingest.sources.airbyte.models import Job, JobStatus
+from lakehouse_ingest.sources.airbyte.jobs import Job, JobStatus
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 ATTACH_WAIT_SECONDS = 60.0

@@ -23,7 +23,8 @@ from lakehouse_ingest.lake.keys import DATA_FILE, stream_prefix
 from lakehouse_ingest.lake.names import stream_key
 from lakehouse_ingest.lake.storage import LakeStorage
 from lakehouse_ingest.sources.airbyte.client import AirbyteClient
-from lakehouse_ingest.sources.airbyte.models import Connection, ConnectionStream, Job
+from lakehouse_ingest.sources.airbyte.connections import Connection, ConnectionStream
+from lakehouse_ingest.sources.airbyte.jobs import Job
 
 CLOCK_SKEW_MS = 60_000
 

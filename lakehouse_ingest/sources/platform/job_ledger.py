@@ -20,7 +20,7 @@ from lakehouse_ingest.lake.documents import JobLedgerDoc, read_document, write_d
 from lakehouse_ingest.lake.keys import job_ledger_key
 from lakehouse_ingest.lake.storage import LakeStorage
 from lakehouse_ingest.sources.airbyte.client import AirbyteClient
-from lakehouse_ingest.sources.airbyte.models import Job, JobStatus
+from lakehouse_ingest.sources.airbyte.jobs import Job, JobStatus
 
 
 @dataclass
