@@ -78,22 +78,8 @@ def load_quarantined(storage: LakeStorage, source: str, stream: str, sync_id: in
     raw = document.batch
     files = [PublishedPart(f.key, f.rows, f.bytes) for f in raw.files]
     schema = storage.open_parquet(files[0].key).schema_arrow if files else pa.schema([])
-    return StreamBatch(
-        source=raw.source,
-        stream=raw.stream,
-        namespace=raw.namespace,
-        sync_id=raw.sync_id,
-        generation_id=raw.generation_id,
-        started_at=raw.started_at,
-        prefix=raw.prefix,
-        sync_mode=raw.sync_mode,
-        destination_sync_mode=raw.destination_sync_mode,
-        primary_key=raw.primary_key,
-        cursor_field=raw.cursor_field,
-        schema=schema,
-        records=raw.records,
-        files=files,
-    )
+    description = raw.model_dump(exclude={"records", "files"})
+    return StreamBatch(**description, schema=schema, records=raw.records, files=files)
 
 
 def failure_event(

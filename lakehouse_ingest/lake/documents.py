@@ -27,7 +27,7 @@ from lakehouse_ingest.errors import DocumentError
 from lakehouse_ingest.lake.storage import LakeStorage
 
 # ``datetime.isoformat()`` (``+00:00``), as the documents always carried; pydantic's own JSON would say ``Z``.
-IsoDatetime = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str)]
+IsoDatetime = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str, when_used="json")]
 MANIFEST_VERSION = 1
 
 
