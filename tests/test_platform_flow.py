@@ -123,7 +123,7 @@ def test_rows_that_do_not_match_records_committed_fail_validation(
         assert main(["--catalog", catalog(tmp_path / "c.yaml", sources), "--bronze", "s3://bronze"]) == 1
     err = capsys.readouterr().err
     assert f"{name}.users: check 'row_count' failed in airbyte/{name}/users/" in err
-    assert "files hold 10 rows, the engine counted 11" in err
+    assert "files hold 10 rows, Airbyte (recordsCommitted of 'users', job " in err and "counted 11" in err
     assert not any("/_manifests/" in k for k in objects(s3_env, f"airbyte/{name}/"))
 
 

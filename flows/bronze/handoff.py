@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prefect import get_run_logger
 
 from lakehouse_ingest.bronze.batch import StreamBatch
@@ -21,11 +23,20 @@ def record_success(source: str, sync_id: int, settings: IngestSettings) -> None:
 
 
 def validate_and_hand_off(
-    source: SourceEntry, batches: dict[str, StreamBatch], settings: IngestSettings
+    source: SourceEntry,
+    batches: dict[str, StreamBatch],
+    settings: IngestSettings,
+    aliases: Mapping[str, str] | None = None,
 ) -> list[StreamReport]:
-    """Validate every stream batch concurrently; hand off those that pass; one report per batch."""
+    """Validate every stream batch concurrently; hand off those that pass; one report per batch.
+
+    ``aliases``: the catalog may name a stream otherwise than its batch (an Airbyte stream by its source name).
+    """
+    aliases = aliases or {}
     validations = {
-        name: validate_batch_task.submit(batch, settings.bronze_uri, source.checks_for(name))
+        name: validate_batch_task.submit(
+            batch, settings.bronze_uri, source.checks_for(name, *([aliases[name]] if name in aliases else []))
+        )
         for name, batch in batches.items()
     }
     reports = []
@@ -36,6 +47,7 @@ def validate_and_hand_off(
         try:
             validation: BatchValidation = validations[name].result()
             report.checks = f"{sum(c.passed for c in validation.checks)}/{len(validation.checks)}"
+            report.reconciliation = validation.reconciliation or ""
             if validation.passed:
                 report.status, report.detail = StreamStatus.HANDOFF_FAILED, "manifest not published"
                 report.detail = hand_off_batch_task(batch, validation, settings.bronze_uri, settings.silver_uri)

@@ -23,6 +23,7 @@ from lakehouse_ingest.runs.status import StreamReport, StreamStatus, source_repo
 from lakehouse_ingest.settings import IngestSettings
 from lakehouse_ingest.sources.airbyte.jobs import Job
 from lakehouse_ingest.sources.airbyte.syncs import SyncRun
+from lakehouse_ingest.sources.platform.job_files import connection_identities
 from lakehouse_ingest.sources.platform.job_ledger import committed_anything
 from tasks.airbyte import (
     PlatformOptions,
@@ -109,4 +110,5 @@ def _hand_off_job(
         return [source_report(source, StreamStatus.ERROR, f"job {job.id}: {type(exc).__name__}: {exc}")]
     withheld = withheld_snapshots(batches, job, newest_succeeded_id)
     handed = {name: batch for name, batch in batches.items() if name not in withheld}
-    return list(withheld.values()) + validate_and_hand_off(plan.source, handed, run.settings)
+    source_names = {i.destination_name: i.name for i in connection_identities(plan.connection)}
+    return list(withheld.values()) + validate_and_hand_off(plan.source, handed, run.settings, source_names)

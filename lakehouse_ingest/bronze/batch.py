@@ -18,6 +18,20 @@ from lakehouse_ingest.bronze.parts import PublishedPart
 from lakehouse_ingest.lake.names import stream_key
 
 
+@dataclass(frozen=True)
+class Expected:
+    """What a batch's row count is checked against, and who counted it.
+
+    ``rows`` None: nobody reported a count (an Airbyte server that keeps no stats for the job); the catalog's
+    ``reconcile`` policy then decides. ``mismatch``: a failure decided before any file is read (a job's total that
+    the files of all its streams do not add up to), with both numbers and where each came from.
+    """
+
+    rows: int | None
+    counted_by: str = "the engine"
+    mismatch: str | None = None
+
+
 @dataclass
 class StreamBatch:
     """What one sync wrote for one stream: the unit that is validated and handed to silver."""
@@ -34,8 +48,14 @@ class StreamBatch:
     primary_key: list[list[str]]
     cursor_field: list[str]
     schema: pa.Schema
-    records: int = 0
+    records: int = 0  # rows in the batch's files (the embedded engine's count; footers on an Airbyte server)
     files: list[PublishedPart] = field(default_factory=list)
+    expected: Expected | None = None  # what ``records`` must equal; None: the engine's own count (``records``)
+
+    @property
+    def expectation(self) -> Expected:
+        """What the row count is checked against (the engine's count unless another was given)."""
+        return self.expected if self.expected is not None else Expected(self.records)
 
     @property
     def state_key(self) -> str:

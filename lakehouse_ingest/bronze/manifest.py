@@ -43,6 +43,7 @@ def build_manifest(storage: LakeStorage, batch: StreamBatch, validation: BatchVa
         files=[ManifestFile(**asdict(f), url=storage.url_for(f.key)) for f in batch.files],
         columns=[ColumnEntry(name=f.name, type=str(f.type), nullable=f.nullable) for f in batch.schema],
         checks=[CheckEntry(**asdict(c)) for c in validation.checks],
+        reconciliation=validation.reconciliation,
     )
 
 

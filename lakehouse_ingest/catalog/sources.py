@@ -113,6 +113,8 @@ class StreamChecks(_Model):
     verify_data: bool = False
     # None: fail for overwrite streams (an empty snapshot would empty the silver table), allow otherwise.
     zero_rows: Literal["fail", "allow"] | None = None
+    # When Airbyte reported no count for a batch (a server that kept no stats): warn and pass, or fail.
+    reconcile: Literal["require", "warn"] = "warn"
 
     @field_validator("regex")
     @classmethod
@@ -179,11 +181,16 @@ class AirbyteProvisioning(_Model):
 class SourceEntry(_Model):
     """One source of the catalog: embedded (``connector``) or on an Airbyte server (``connection_*``)."""
 
-    def checks_for(self, stream: str) -> StreamChecks:
-        """The declared checks of ``stream`` (defaults when the catalog declares none)."""
-        for selection in self.streams or []:
-            if selection.name == stream:
-                return selection.checks
+    def checks_for(self, stream: str, *aliases: str) -> StreamChecks:
+        """The declared checks of ``stream`` (defaults when the catalog declares none).
+
+        ``aliases``: other names the stream goes by (an Airbyte connection stream: its source name, while the
+        batch carries the name the destination received, prefix included); the first declared one wins.
+        """
+        declared = {selection.name: selection.checks for selection in self.streams or []}
+        for name in (stream, *aliases):
+            if name in declared:
+                return declared[name]
         return StreamChecks()
 
     name: str

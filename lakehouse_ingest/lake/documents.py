@@ -38,10 +38,14 @@ class Document(BaseModel):
     # How the JSON is laid out: sorted keys, or keys moved to the front (as earlier versions wrote them).
     sort_keys: ClassVar[bool] = False
     leading_keys: ClassVar[tuple[str, ...]] = ()
+    omitted_when_none: ClassVar[tuple[str, ...]] = ()  # keys added later: absent (as before) when they say nothing
 
     def to_json(self) -> bytes:
         """The document's bytes in the lake."""
         content = self.model_dump(mode="json", by_alias=True)
+        for key in self.omitted_when_none:
+            if content.get(key) is None:
+                content.pop(key, None)
         if self.leading_keys:
             content = {**{key: content.pop(key) for key in self.leading_keys}, **content}
         return json.dumps(content, indent=2, sort_keys=self.sort_keys).encode()
@@ -112,8 +116,12 @@ class Manifest(BatchDescription):
     files: list[ManifestFile] = Field(default_factory=list)
     columns: list[ColumnEntry] = Field(default_factory=list, alias="schema")
     checks: list[CheckEntry] = Field(default_factory=list)
+    # What the batch's row count was proven against (``row_count``'s detail): an Airbyte count and where it came
+    # from, or "not reconciled: ..." when Airbyte reported none and the stream's policy let it pass.
+    reconciliation: str | None = None
 
     leading_keys: ClassVar[tuple[str, ...]] = ("manifest_version",)
+    omitted_when_none: ClassVar[tuple[str, ...]] = ("reconciliation",)
 
 
 class Report(Document):

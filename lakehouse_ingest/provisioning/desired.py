@@ -16,9 +16,10 @@ from typing import Any
 
 from lakehouse_ingest.catalog.sources import SourceEntry, StreamSelection
 from lakehouse_ingest.errors import ConfigError
-from lakehouse_ingest.lake.names import safe_stream_dir
+from lakehouse_ingest.lake.names import to_alphanumeric_and_underscore
 from lakehouse_ingest.provisioning.plan import Change, ProvisionPlan
 from lakehouse_ingest.sources.airbyte.provisioning_models import DiscoveredCatalog, StreamSyncConfig
+from lakehouse_ingest.sources.platform.identity import check_folders, stream_identity
 
 NAMESPACE_DEFINITION = "destination"
 SCHEDULE_TYPE = "manual"
@@ -34,19 +35,18 @@ def desired_streams(source: SourceEntry, catalog: DiscoveredCatalog) -> dict[str
     if unknown:
         have = ", ".join(s.name for s in catalog.streams) or "none"
         raise ConfigError(f"{where}: stream {unknown[0]!r} is not in the Airbyte source's catalog (it has: {have})")
-    folders: dict[str, str] = {}
+    # The connection this creates has no prefix and namespace definition "destination" (``connection_create_body``):
+    # the runtime maps its streams the same way (``sources.platform.identity``).
+    try:
+        identities = [stream_identity(s.name, None, "", NAMESPACE_DEFINITION) for s in selections]
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    check_folders(identities, where)
     wanted: dict[str, StreamSyncConfig] = {}
     for selection in selections:
         discovered = catalog.stream(selection.name)
         assert discovered is not None
         stream_where = f"{where}: stream {selection.name!r}"
-        try:
-            folder = safe_stream_dir(selection.name)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        if folder in folders:
-            raise ConfigError(f"{where}: streams {folders[folder]!r} and {selection.name!r} share folder {folder!r}")
-        folders[folder] = selection.name
         supported = discovered.supported_sync_modes or ("full_refresh",)
         has_cursor = discovered.source_defined_cursor or bool(discovered.default_cursor_field or selection.cursor_field)
         mode = selection.sync_mode or ("incremental" if "incremental" in supported and has_cursor else "full_refresh")
@@ -86,8 +86,6 @@ def describe_stream(stream: StreamSyncConfig) -> str:
         text += f" cursor {json.dumps(list(stream.cursor_field))}"
     if stream.primary_key:
         text += f" pk {json.dumps([list(p) for p in stream.primary_key])}"
-    if stream.alias:
-        text += f" alias {stream.alias}"
     return text
 
 
@@ -108,7 +106,8 @@ def _catalog_body(plan: ProvisionPlan) -> dict[str, Any]:
                 destinationSyncMode=wanted.destination_sync_mode,
                 cursorField=list(wanted.cursor_field),
                 primaryKey=[list(p) for p in wanted.primary_key],
-                aliasName=discovered.name,
+                # what the platform itself puts there (CatalogConverter.toApi): never read, never a name
+                aliasName=to_alphanumeric_and_underscore(discovered.name),
             )
         items.append({"stream": discovered.schema, "config": config})
     return {"streams": items}

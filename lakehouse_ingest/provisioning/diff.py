@@ -76,7 +76,6 @@ def diff_connection(
             ("destination_sync_mode", "destination_sync_mode"),
             ("cursor_field", "cursor_field"),
             ("primary_key", "primary_key"),
-            ("alias", "alias"),
         ):
             old, new = getattr(before_stream, attr), getattr(after_stream, attr)
             if old != new:

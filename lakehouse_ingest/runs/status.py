@@ -54,6 +54,7 @@ class StreamReport:
     bytes: int = 0
     checks: str = ""
     detail: str = ""
+    reconciliation: str = ""  # what the row count was proven against (the row_count check's detail)
     bronze: str = ""
     silver: str = ""
 

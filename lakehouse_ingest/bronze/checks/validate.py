@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from lakehouse_ingest.bronze.batch import StreamBatch
+from lakehouse_ingest.bronze.batch import Expected, StreamBatch
 from lakehouse_ingest.bronze.checks.probes import Constant, Fixed, PrimaryKeyNotNull, Probe
 from lakehouse_ingest.bronze.checks.results import CheckResult, short_error
 from lakehouse_ingest.bronze.checks.rules import Decodable, changes_probe, rule_probes, size_rules
@@ -50,6 +50,11 @@ class BatchValidation:
     def passed(self) -> bool:
         """True when every check passed."""
         return all(c.passed for c in self.checks)
+
+    @property
+    def reconciliation(self) -> str | None:
+        """What the row count was proven against (the ``row_count`` check's detail), when that check ran."""
+        return next((c.detail for c in self.checks if c.name == "row_count"), None)
 
     @property
     def failure(self) -> str | None:
@@ -106,7 +111,8 @@ def validate_batch(
     if not result.checks[-1].passed:
         return result
     legacy = all("_airbyte_meta" not in p.schema_arrow.names for _, p in files) and bool(files)
-    result.checks.append(_check_row_count(files, batch.records))
+    checks = checks or StreamChecks()
+    result.checks.append(_check_row_count(files, batch.expectation, checks.reconcile))
     built_in: list[Probe]
     if legacy:
         built_in = [
@@ -119,7 +125,6 @@ def validate_batch(
             Constant("generation_id", "_airbyte_generation_id", batch.generation_id, "generation id"),
         ]
     built_in += [PrimaryKeyNotNull([column_name(p) for p in path]) for path in batch.primary_key]
-    checks = checks or StreamChecks()
     drift = _check_schema_drift(files, previous_schema, checks.schema_drift)
     rows = sum(p.metadata.num_rows for _, p in files)
     keys = [column_name(path[0]) for path in batch.primary_key if len(path) == 1]
@@ -141,12 +146,12 @@ def validate_batch(
     return result
 
 
-def reconcile(storage: LakeStorage, batch: StreamBatch) -> list[CheckResult]:
+def reconcile(storage: LakeStorage, batch: StreamBatch, policy: str = "warn") -> list[CheckResult]:
     """Files listed, readable, and the row count from their footers only (no column is read)."""
     results: list[CheckResult] = []
     files = _reconcile(storage, batch, results)
     if files is not None:
-        results.append(_check_row_count(files, batch.records))
+        results.append(_check_row_count(files, batch.expectation, policy))
     return results
 
 
@@ -270,9 +275,19 @@ def _check_airbyte_columns(files: Iterable[tuple[str, pq.ParquetFile]]) -> Check
     return CheckResult("airbyte_columns", True, "Airbyte columns present with their types")
 
 
-def _check_row_count(files: list[tuple[str, pq.ParquetFile]], expected: int) -> CheckResult:
+def _check_row_count(files: list[tuple[str, pq.ParquetFile]], expected: Expected, policy: str) -> CheckResult:
+    """The rows in the files' footers against a count from the engine or Airbyte, never from the files."""
     rows = sum(parquet.metadata.num_rows for _, parquet in files)
-    if rows != expected:
-        last = files[-1][0] if files else None
-        return CheckResult("row_count", False, f"files hold {rows} rows, the engine counted {expected}", last)
-    return CheckResult("row_count", True, f"{rows} rows, as counted by the engine")
+    last = files[-1][0] if files else None
+    if expected.mismatch is not None:
+        return CheckResult("row_count", False, expected.mismatch, last)
+    if expected.rows is None:
+        detail = (
+            f"not reconciled: {expected.counted_by} reported no count; the files hold {rows} rows (policy {policy})"
+        )
+        return CheckResult("row_count", policy != "require", detail, last if policy == "require" else None)
+    if rows != expected.rows:
+        return CheckResult(
+            "row_count", False, f"files hold {rows} rows, {expected.counted_by} counted {expected.rows}", last
+        )
+    return CheckResult("row_count", True, f"{rows} rows, as counted by {expected.counted_by}")

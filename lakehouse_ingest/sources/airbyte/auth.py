@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from lakehouse_ingest.sources.airbyte.errors import AirbyteAuthError
+from lakehouse_ingest.sources.airbyte.errors import AirbyteAuthError, AirbyteTransientError
 
 DEFAULT_TOKEN_SECONDS = 180.0
 REFRESH_MARGIN_SECONDS = 30.0
@@ -69,15 +69,17 @@ class ClientCredentials(httpx.Auth):
 
     def _refresh(self) -> Generator[httpx.Request, httpx.Response, None]:
         response = yield httpx.Request("POST", self.token_url, json=self._body)
-        if response.status_code != 200:
-            raise AirbyteAuthError(
-                "token exchange refused the client credentials",
-                http_status=response.status_code,
-                method="POST",
-                url=self.token_url,
-                body=response.text,
-            )
-        payload = response.json()
+        context: dict[str, Any] = {"http_status": response.status_code, "method": "POST", "url": self.token_url}
+        if response.status_code == 429 or response.status_code >= 500:  # the server, not the credentials
+            raise AirbyteTransientError("the token exchange failed", body=response.text, **context)
+        if not response.is_success:  # any 2xx is an answer: servers say 200, some test doubles and proxies 201
+            raise AirbyteAuthError("token exchange refused the client credentials", body=response.text, **context)
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            raise AirbyteAuthError("token exchange answered without a JSON body", **context)
         token = payload.get("access_token")
         if not isinstance(token, str) or not token:
             raise AirbyteAuthError("token exchange answered without access_token", method="POST", url=self.token_url)

@@ -139,8 +139,10 @@ class AirbyteClient(ConfigProvisioning):
         return self.api.connections(workspace_id)
 
     def find_connection(self, name: str) -> Connection:
-        """The one connection called ``name`` across all workspaces."""
-        matches = [c for w in self.workspace_ids() for c in self.connections(w) if c.name == name]
+        """The one connection called ``name`` across all workspaces (one listed twice, across pages or
+        workspaces, is one connection)."""
+        found = {c.id: c for w in self.workspace_ids() for c in self.connections(w) if c.name == name}
+        matches = list(found.values())
         if not matches:
             raise ConnectionNotFoundError(f"no connection named {name!r} on the Airbyte server")
         if len(matches) > 1:

@@ -7,8 +7,8 @@ attempt logs (the public API has none).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lakehouse_ingest.sources.airbyte.connections import Connection, Workspace
 from lakehouse_ingest.sources.airbyte.errors import AirbyteRequestError, connection_not_found
@@ -21,6 +21,15 @@ if TYPE_CHECKING:
 
 # The organization of a self-managed server (``workspaces/list_by_organization_id`` needs one).
 OSS_DEFAULT_ORGANIZATION = "00000000-0000-0000-0000-000000000000"
+# Jobs that read the source and write into bronze, and every job type that keeps a connection busy (one workflow per
+# connection runs them all, so a sync trigger answers 409 while any runs: airbyte-platform TemporalClient.kt).
+WRITING_JOBS = ["sync", "refresh"]
+BUSY_JOBS = ["sync", "refresh", "reset_connection", "clear"]
+T = TypeVar("T")
+
+
+def _jobs(body: dict[str, Any]) -> list[Job]:
+    return [Job.from_config_api(j) for j in body.get("jobs") or []]
 
 
 class ConfigApi:
@@ -36,67 +45,78 @@ class ConfigApi:
         path: str,
         body: Any,
         *,
+        parse: Callable[[Any], T] | None = None,
         timeout: float | None = None,
         retry: bool = True,
         connection_id: str | None = None,
         job_id: int | None = None,
+        empty_ok: bool = False,
     ) -> Any:
         """POST ``body`` to ``<base>/<path>``: every Config API call is one (see ``Http.request``)."""
         return self.http.request(
             "POST",
             f"{self.base}/{path}",
+            parse=parse,
             json=body,
             timeout=timeout,
             retry=retry,
             connection_id=connection_id,
             job_id=job_id,
+            empty_ok=empty_ok,
         )
 
     # -- jobs -------------------------------------------------------------------------------------------------
     def trigger(self, connection_id: str) -> Job:
         """Start a sync (never retried: a lost answer does not mean no job was created)."""
         body = {"connectionId": connection_id}
-        answer = self.post(
-            "connections/sync", body, connection_id=connection_id, timeout=self.slow_timeout, retry=False
+        return self.post(  # type: ignore[no-any-return]
+            "connections/sync",
+            body,
+            parse=Job.from_config_api,
+            connection_id=connection_id,
+            timeout=self.slow_timeout,
+            retry=False,
         )
-        return Job.from_config_api(answer)
 
     def get_job(self, job_id: int) -> Job:
         """The job with its attempts and per-stream stats."""
-        return Job.from_config_api(self.post("jobs/get_without_logs", {"id": job_id}, job_id=job_id))
+        return self.post("jobs/get_without_logs", {"id": job_id}, parse=Job.from_config_api, job_id=job_id)  # type: ignore[no-any-return]
 
     def running_jobs(self, connection_id: str) -> list[Job]:
-        """The connection's jobs the server lists as not finished (newest 20)."""
+        """The connection's jobs of every type that keeps it busy, as the server lists unfinished ones (newest 20)."""
         request = {
-            "configTypes": ["sync"],
+            "configTypes": BUSY_JOBS,
             "configId": connection_id,
             "statuses": [*NON_TERMINAL_STATUSES, "queued"],
             "pagination": {"pageSize": 20, "rowOffset": 0},
         }
         try:
-            body = self.post("jobs/list", request, connection_id=connection_id)
+            return self.post("jobs/list", request, parse=_jobs, connection_id=connection_id)  # type: ignore[no-any-return]
         except AirbyteRequestError:  # servers before the `queued` status reject it in the filter
             request["statuses"] = list(NON_TERMINAL_STATUSES)
-            body = self.post("jobs/list", request, connection_id=connection_id)
-        return [Job.from_config_api(j) for j in body.get("jobs") or []]
+            return self.post("jobs/list", request, parse=_jobs, connection_id=connection_id)  # type: ignore[no-any-return]
 
     def job_pages(self, connection_id: str, page_size: int) -> Iterator[list[Job]]:
-        """The connection's sync jobs in any status, newest first, page by page."""
-        request = {"configTypes": ["sync"], "configId": connection_id}
+        """The connection's sync and refresh jobs in any status, newest first, page by page."""
+        request = {"configTypes": WRITING_JOBS, "configId": connection_id}
         url = f"{self.base}/jobs/list"
         for page in config_pages(self.http, url, request, "jobs", page_size, connection_id):
             yield [Job.from_config_api(j) for j in page]
 
     def cancel(self, job_id: int) -> Job:
-        """Ask the server to cancel the job."""
-        return Job.from_config_api(self.post("jobs/cancel", {"id": job_id}, job_id=job_id))
+        """Ask the server to cancel the job (an empty answer, from a proxy in between, is read back)."""
+        job: Job | None = self.post(
+            "jobs/cancel", {"id": job_id}, parse=Job.from_config_api, job_id=job_id, empty_ok=True
+        )
+        return job if job is not None else self.get_job(job_id)
 
     def job_logs(self, job_id: int) -> list[tuple[int, list[str]]]:
-        """Each attempt's log lines (``jobs/get``)."""
+        """Each attempt's log lines (``jobs/get``); an attempt without an id is numbered by its position."""
         body = self.post("jobs/get", {"id": job_id}, job_id=job_id)
         found = []
-        for item in body.get("attempts") or []:
-            number = int((item.get("attempt") or {}).get("id") or 0)
+        for position, item in enumerate(body.get("attempts") or []):
+            number = (item.get("attempt") or {}).get("id")
+            number = int(number) if number is not None else position
             logs = item.get("logs") or {}
             lines = logs.get("logLines") or [str(e.get("message", e)) for e in logs.get("events") or []]
             found.append((number, [str(line) for line in lines]))

@@ -1,8 +1,11 @@
 """Airbyte connections and workspaces as typed records, parsed on arrival from either API family.
 
-A ``Connection`` is the unit Airbyte syncs: its selected streams with how each syncs (what the platform flow
-needs to find and judge the files a job wrote). The provisioning view of a connection, with everything it
-compares, is ``provisioning_models.ConnectionConfig``.
+A ``Connection`` is the unit Airbyte syncs: its selected streams with how each syncs, and the settings that
+decide what the destination receives (``prefix``, ``namespaceDefinition``, ``namespaceFormat``; see
+``sources.platform.identity``). A stream's name is the source's ``stream.name``: ``config.aliasName`` is never
+a name (the platform recomputes it as ``toAlphanumericAndUnderscore(name)`` on every read and uses it for
+nothing: airbyte-platform ``airbyte-commons-server/.../handlers/helpers/CatalogConverter.kt``). The
+provisioning view of a connection, with everything it compares, is ``provisioning_models.ConnectionConfig``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ class Connection:
     status: str
     workspace_id: str | None = None
     streams: tuple[ConnectionStream, ...] = field(default=())
+    prefix: str = ""
+    namespace_definition: str | None = None  # source | destination | customformat (public API: custom_format)
+    namespace_format: str | None = None
 
     @classmethod
     def from_config_api(cls, raw: dict[str, Any]) -> Connection:
@@ -43,7 +49,7 @@ class Connection:
                 continue
             streams.append(
                 ConnectionStream(
-                    name=str(config.get("aliasName") or stream["name"]),
+                    name=str(stream["name"]),
                     namespace=stream.get("namespace"),
                     sync_mode=str(config.get("syncMode", "unknown")),
                     destination_sync_mode=str(config.get("destinationSyncMode", "unknown")),
@@ -81,10 +87,13 @@ class Connection:
         """The fields both API families name alike, with the streams parsed from either."""
         return cls(
             str(raw["connectionId"]),
-            str(raw.get("name", "")),
-            str(raw.get("status", "")),
+            str(raw.get("name") or ""),
+            str(raw.get("status") or ""),
             raw.get("workspaceId"),
             tuple(streams),
+            str(raw.get("prefix") or ""),
+            raw.get("namespaceDefinition"),
+            raw.get("namespaceFormat"),
         )
 
 

@@ -94,6 +94,10 @@ class AirbyteAuthError(AirbyteError):
     """Credentials were refused (401/403, or a token exchange failed)."""
 
 
+class AirbyteResponseError(AirbyteError):
+    """An answer this client cannot use (empty, not JSON, a required field missing); names the endpoint."""
+
+
 class AirbyteRequestError(AirbyteError):
     """Another 4xx: the request itself is wrong; retrying cannot help."""
 
@@ -113,6 +117,10 @@ class ConnectionNotFoundError(AirbyteError, ConfigError):
 
 class ConnectionInactiveError(AirbyteError):
     """The connection exists but is not active, so Airbyte refuses to sync it."""
+
+
+class ConnectionBusyError(AirbyteError):
+    """A reset or clear job is running on the connection: no sync can start or be attached to until it ends."""
 
 
 class AirbyteJobFailedError(AirbyteError):

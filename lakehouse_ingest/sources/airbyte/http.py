@@ -2,7 +2,10 @@
 
 Failures become errors in exactly one place (``_send_once``): a timeout is ``AirbyteTimeoutError``, a
 connection problem, a 5xx or a 429 ``AirbyteTransientError`` (with the server's Retry-After), 401/403
-``AirbyteAuthError``, 409 ``AirbyteConflictError``, any other 4xx ``AirbyteRequestError``. Transient errors
+``AirbyteAuthError``, 409 ``AirbyteConflictError``, any other 4xx ``AirbyteRequestError``. An answer that cannot
+be used is an ``AirbyteResponseError`` naming the endpoint and the field: an empty body (a 204 or an empty 200, which
+no Airbyte server sends on these endpoints but a proxy in between can) where one is needed, or a payload the
+caller's ``parse`` cannot read (never a bare ``KeyError``). Transient errors
 are retried up to ``max_retries`` times with capped exponential backoff and jitter, or after the server's
 Retry-After (at most 60 s); a call that must not be repeated blindly (the sync trigger, creates) passes
 ``retry=False``.
@@ -13,7 +16,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
@@ -23,6 +26,7 @@ from lakehouse_ingest.sources.airbyte.errors import (
     AirbyteConflictError,
     AirbyteError,
     AirbyteRequestError,
+    AirbyteResponseError,
     AirbyteTimeoutError,
     AirbyteTransientError,
     ConnectionInactiveError,
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
 CONNECT_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 10.0
 MAX_RETRY_AFTER_SECONDS = 60.0
+T = TypeVar("T")
 
 
 class Http:
@@ -61,22 +66,57 @@ class Http:
         """Close the HTTP connections."""
         self._client.close()
 
+    @overload
     def request(
         self,
         method: str,
         url: str,
         *,
+        parse: Callable[[Any], T],
         json: Any = None,
         params: dict[str, Any] | None = None,
         timeout: float | None = None,
         retry: bool = True,
         connection_id: str | None = None,
         job_id: int | None = None,
-    ) -> Any:
-        """The answer's JSON body (``{}`` when empty); transient failures retried when ``retry``.
+        empty_ok: bool = False,
+    ) -> T: ...
+
+    @overload
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        parse: None = None,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        retry: bool = True,
+        connection_id: str | None = None,
+        job_id: int | None = None,
+        empty_ok: bool = False,
+    ) -> Any: ...
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        parse: Callable[[Any], T] | None = None,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        retry: bool = True,
+        connection_id: str | None = None,
+        job_id: int | None = None,
+        empty_ok: bool = False,
+    ) -> T | Any:
+        """The answer, through ``parse`` when given (else its JSON body); transient failures retried when ``retry``.
 
         ``timeout`` (seconds to wait for the answer) replaces the settings' request timeout for slow calls;
-        ``connection_id`` and ``job_id`` are context for the error messages.
+        ``connection_id`` and ``job_id`` are context for the error messages. ``empty_ok``: an empty body is an
+        answer (None), not an error.
         """
         retrying = Retrying(
             stop=stop_after_attempt(1 + (self._max_retries if retry else 0)),
@@ -89,7 +129,19 @@ class Http:
         kwargs: dict[str, Any] = {"json": json, "params": params}
         if timeout is not None:
             kwargs["timeout"] = httpx.Timeout(timeout, connect=CONNECT_SECONDS)
-        return retrying(self._send_once, kwargs, context)
+        body = retrying(self._send_once, kwargs, context)
+        if body is None:
+            if empty_ok:
+                return None
+            raise AirbyteResponseError("the Airbyte server answered with an empty body", **context)
+        if parse is None:
+            return body
+        try:
+            return parse(body)
+        except KeyError as exc:
+            raise AirbyteResponseError(f"the answer lacks the field {exc.args[0]!r}", **context) from exc
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise AirbyteResponseError(f"the answer cannot be read ({exc})", **context) from exc
 
     def _wait(self, state: RetryCallState) -> float:
         """Seconds before the next attempt: the server's Retry-After, else backoff with jitter; capped."""
@@ -110,7 +162,14 @@ class Http:
         except httpx.TransportError as exc:
             raise AirbyteTransientError(f"cannot reach the Airbyte server ({type(exc).__name__})", **context) from exc
         if response.is_success:
-            return response.json() if response.content else {}
+            if not response.content.strip():
+                return None
+            try:
+                return response.json()
+            except ValueError as exc:
+                raise AirbyteResponseError(
+                    "the answer is not JSON", http_status=response.status_code, **context
+                ) from exc
         raise _error_for(response, context)
 
 

@@ -119,7 +119,6 @@ class StreamSyncConfig:
     destination_sync_mode: str
     cursor_field: tuple[str, ...] = ()
     primary_key: tuple[tuple[str, ...], ...] = ()
-    alias: str = ""  # an alias renames the stream's folder; "" when there is none
 
 
 @dataclass(frozen=True)
@@ -140,7 +139,8 @@ class ConnectionConfig:
 
     @classmethod
     def from_config_api(cls, raw: dict[str, Any]) -> ConnectionConfig:
-        """From a Config API ConnectionRead (only selected streams are kept; an alias keeps the stream name)."""
+        """From a Config API ConnectionRead (only selected streams are kept, by their source name; ``aliasName``
+        is the platform's own rewrite of the name, never compared: see ``connections``)."""
         streams = {}
         for item in (raw.get("syncCatalog") or {}).get("streams") or []:
             stream, config = item.get("stream") or {}, item.get("config") or {}
@@ -152,7 +152,6 @@ class ConnectionConfig:
                 destination_sync_mode=str(config.get("destinationSyncMode", "")),
                 cursor_field=tuple(config.get("cursorField") or ()) if sync_mode == "incremental" else (),
                 primary_key=field_paths(config.get("primaryKey")),
-                alias="" if config.get("aliasName") in (None, "", stream["name"]) else str(config["aliasName"]),
             )
         return cls(
             id=str(raw["connectionId"]),

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 NEWEST_FIRST = "createdAt|DESC"
 
 
+def _jobs(body: dict[str, Any]) -> list[Job]:
+    return [Job.from_public_api(j) for j in body.get("data") or []]
+
+
 class PublicApi:
     """Jobs, connections and workspaces through the public API."""
 
@@ -31,35 +35,37 @@ class PublicApi:
     # -- jobs -------------------------------------------------------------------------------------------------
     def trigger(self, connection_id: str) -> Job:
         """Start a sync (never retried: a lost answer does not mean no job was created)."""
-        body = self.http.request(
+        return self.http.request(
             "POST",
             f"{self.base}/jobs",
+            parse=Job.from_public_api,
             json={"connectionId": connection_id, "jobType": "sync"},
             timeout=self.slow_timeout,
             retry=False,
             connection_id=connection_id,
         )
-        return Job.from_public_api(body)
 
     def get_job(self, job_id: int) -> Job:
         """The job's status and totals."""
-        return Job.from_public_api(self.http.request("GET", f"{self.base}/jobs/{job_id}", job_id=job_id))
+        return self.http.request("GET", f"{self.base}/jobs/{job_id}", parse=Job.from_public_api, job_id=job_id)
 
     def running_jobs(self, connection_id: str) -> list[Job]:
-        """The connection's newest 20 sync jobs (the public API cannot filter by status)."""
-        params = {"connectionId": connection_id, "jobType": "sync", "limit": 20, "orderBy": NEWEST_FIRST}
-        body = self.http.request("GET", f"{self.base}/jobs", params=params, connection_id=connection_id)
-        return [Job.from_public_api(j) for j in body.get("data") or []]
+        """The connection's newest 20 jobs of every type (the public API cannot filter by status; without
+        ``jobType`` it lists syncs, resets, clears and refreshes: every job that keeps a connection busy)."""
+        params = {"connectionId": connection_id, "limit": 20, "orderBy": NEWEST_FIRST}
+        return self.http.request("GET", f"{self.base}/jobs", parse=_jobs, params=params, connection_id=connection_id)
 
     def job_pages(self, connection_id: str, page_size: int) -> Iterator[list[Job]]:
-        """The connection's sync jobs in any status, newest first, page by page."""
-        params: dict[str, Any] = {"connectionId": connection_id, "jobType": "sync", "orderBy": NEWEST_FIRST}
+        """The connection's jobs that write data (syncs, refreshes) in any status, newest first, page by page."""
+        params: dict[str, Any] = {"connectionId": connection_id, "orderBy": NEWEST_FIRST}
         for page in public_pages(self.http, f"{self.base}/jobs", params, page_size, connection_id):
-            yield [Job.from_public_api(j) for j in page]
+            yield [job for job in (Job.from_public_api(j) for j in page) if job.writes_data]
 
     def cancel(self, job_id: int) -> Job:
-        """Ask the server to cancel the job."""
-        return Job.from_public_api(self.http.request("DELETE", f"{self.base}/jobs/{job_id}", job_id=job_id))
+        """Ask the server to cancel the job (an empty answer, from a proxy in between, is read back)."""
+        url = f"{self.base}/jobs/{job_id}"
+        job = self.http.request("DELETE", url, parse=Job.from_public_api, job_id=job_id, empty_ok=True)
+        return job if job is not None else self.get_job(job_id)
 
     # -- connections and workspaces -----------------------------------------------------------------------------
     def get_connection(self, connection_id: str) -> Connection:

@@ -187,6 +187,9 @@ class SyncOptions(BaseSettings):
     timeout: float = Field(6 * 3600.0, validation_alias="AIRBYTE_SYNC_TIMEOUT")
     max_concurrent_syncs: int = Field(10, validation_alias="AIRBYTE_MAX_CONCURRENT_SYNCS")
     logs_uri: str | None = Field(None, validation_alias="AIRBYTE_LOGS_URI")
+    # How long a job may show a status this client does not know before it is cancelled (a status added by a newer
+    # server that never ends would otherwise hold a sync slot until the overall timeout).
+    unknown_status_grace: float = Field(600.0, validation_alias="AIRBYTE_UNKNOWN_STATUS_GRACE")
 
 
 def _value(secret: SecretStr | None) -> str:

@@ -1,12 +1,20 @@
-"""Trigger and await one Airbyte sync, the way production Airbyte behaves.
+"""Trigger and await one Airbyte sync, the way production Airbyte behaves: never two triggers, never a job left
+behind.
 
-- The trigger is slow (it blocks until the job runs) and not idempotent: it gets a long read timeout and is
-  never retried blindly. On a read timeout or a 409 "A sync is already running", the connection's running
-  job is found through the job list and attached to (a job created by our lost request shows up there).
-- Awaiting polls at a fixed interval under an overall deadline. Only succeeded / failed / cancelled end
-  it; every other status (``queued``, ``incomplete``, unknown ones) keeps it waiting, unknown ones with a
-  warning. On the deadline, and on any interruption (Ctrl-C, Prefect cancellation), the job is cancelled.
-- A failed or cancelled job raises with the last attempt's failure summary.
+- The trigger is slow (it blocks until the job runs: airbyte-platform ``TemporalClient.startNewManualSync``) and
+  not idempotent, and the job exists before the answer does, so a proxy's 502/504 or a dropped connection can
+  follow a created job. It gets a long read timeout and is never retried blindly: on any transient failure (read
+  timeout, 5xx, a reset connection) or a 409 "A sync is already running", the connection's running job is found
+  through the job list and attached to, before any new trigger.
+- Attaching is to a job that writes data (a ``sync`` or ``refresh``). A ``reset_connection`` / ``clear`` job also
+  keeps the connection busy (one workflow runs every job type: the trigger answers the same 409); that run fails
+  with a message naming it, and the next run syncs once it has ended.
+- Awaiting polls at a fixed interval under an overall deadline. Only succeeded / failed / cancelled end it;
+  ``pending``, ``queued``, ``running``, ``incomplete`` keep it waiting, and so does a status this client does not
+  know, with a warning, for at most ``unknown_grace`` seconds in a row.
+- Any other way out of awaiting (the deadline, an unknown status past its grace, polls that keep failing after
+  their retries, an empty or unreadable answer, Ctrl-C, a Prefect cancellation) cancels the job on Airbyte and
+  says so; a failed or cancelled job raises with the last attempt's failure summary.
 """
 
 from __future__ import annotations
@@ -21,14 +29,17 @@ from typing import Any
 from lakehouse_ingest.sources.airbyte.client import AirbyteClient
 from lakehouse_ingest.sources.airbyte.errors import (
     AirbyteConflictError,
+    AirbyteError,
     AirbyteJobFailedError,
     AirbyteJobTimeoutError,
-    AirbyteTimeoutError,
+    AirbyteTransientError,
+    ConnectionBusyError,
 )
 from lakehouse_ingest.sources.airbyte.jobs import Job, JobStatus
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 ATTACH_WAIT_SECONDS = 60.0
+UNKNOWN_STATUS_GRACE_SECONDS = 600.0
 
 # Jobs being awaited in this process, so a run cancelled from outside (Prefect's on_cancellation /
 # on_crashed hooks, which fire in another thread than the polling one) can cancel them on Airbyte.
@@ -71,8 +82,12 @@ def trigger_or_attach(
         job = client.trigger_sync(connection_id)
         logger.info("airbyte: connection %s: started job %s (%s)", connection_id, job.id, job.raw_status)
         return job, False
-    except AirbyteTimeoutError:
-        logger.warning("airbyte: connection %s: the sync call timed out; looking for the job it started", connection_id)
+    except AirbyteTransientError as exc:  # a timeout, a 5xx, a dropped connection: the job may exist already
+        logger.warning(
+            "airbyte: connection %s: the sync call failed (%s); looking for the job it may have started",
+            connection_id,
+            exc.message,
+        )
     except AirbyteConflictError as exc:
         if not exc.sync_already_running:
             raise
@@ -80,6 +95,16 @@ def trigger_or_attach(
     deadline = time.monotonic() + attach_wait
     while True:
         running = client.running_jobs(connection_id)
+        busy = [job for job in running if not job.writes_data]
+        if busy:
+            job = busy[0]
+            raise ConnectionBusyError(
+                f"a {job.config_type} job is running on the connection (started outside this run); "
+                "it clears data, so no sync is attached to or started until it has ended: run again then",
+                connection_id=connection_id,
+                job_id=job.id,
+                status=job.raw_status,
+            )
         if running:
             job = running[0]
             if len(running) > 1:
@@ -93,7 +118,7 @@ def trigger_or_attach(
             return job, True
         if time.monotonic() >= deadline:
             raise AirbyteJobTimeoutError(
-                "the sync call got no answer and no running job appeared; not triggering again",
+                "the sync call failed and no running job appeared; not triggering again",
                 connection_id=connection_id,
             )
         sleep(min(2.0, attach_wait))
@@ -106,20 +131,29 @@ def await_job(
     poll_interval: float,
     timeout: float,
     sleep: Callable[[float], None] = time.sleep,
+    unknown_grace: float = UNKNOWN_STATUS_GRACE_SECONDS,
 ) -> tuple[Job, int]:
-    """Poll until the job is terminal; cancel it on the deadline or on interruption."""
+    """Poll until the job is terminal; cancel it on any other way out (see the module docstring)."""
     deadline = time.monotonic() + timeout
     polls = 0
     last_status = job.raw_status
-    warned_unknown = False
+    unknown_since: float | None = None
     with _active_lock:
         _active[job.id] = client
     try:
         while not job.terminal:
-            if time.monotonic() >= deadline:
-                _cancel(client, job, logger, "the deadline passed")
+            now = time.monotonic()
+            if now >= deadline:
                 raise AirbyteJobTimeoutError(
-                    f"the job did not finish within {timeout:.0f} s and was cancelled",
+                    f"the job did not finish within {timeout:.0f} s",
+                    connection_id=job.connection_id,
+                    job_id=job.id,
+                    status=job.raw_status,
+                )
+            if unknown_since is not None and now - unknown_since >= unknown_grace:
+                raise AirbyteJobTimeoutError(
+                    f"the job showed status {job.raw_status!r}, which this client does not know, for "
+                    f"{unknown_grace:.0f} s (AIRBYTE_UNKNOWN_STATUS_GRACE)",
                     connection_id=job.connection_id,
                     job_id=job.id,
                     status=job.raw_status,
@@ -130,13 +164,20 @@ def await_job(
             if job.raw_status != last_status:
                 logger.info("airbyte: job %s: %s -> %s", job.id, last_status, job.raw_status)
                 last_status = job.raw_status
-            if job.status is JobStatus.UNKNOWN and not warned_unknown:
+            if job.status is not JobStatus.UNKNOWN:
+                unknown_since = None
+            elif unknown_since is None:
+                unknown_since = time.monotonic()
                 logger.warning(
-                    "airbyte: job %s has status %r this client does not know; still waiting", job.id, job.raw_status
+                    "airbyte: job %s has status %r this client does not know; still waiting (at most %.0f s)",
+                    job.id,
+                    job.raw_status,
+                    unknown_grace,
                 )
-                warned_unknown = True
-    except (KeyboardInterrupt, SystemExit, GeneratorExit) as interruption:
-        _cancel(client, job, logger, f"the run was interrupted ({type(interruption).__name__})")
+    except BaseException as exit_early:  # the deadline, a grace, failing polls, an interruption: no job left behind
+        why = _why(exit_early)
+        if _cancel(client, job, logger, why) and isinstance(exit_early, AirbyteError):
+            exit_early.message += f"; job {job.id} was cancelled on Airbyte"
         raise
     finally:
         with _active_lock:
@@ -151,10 +192,11 @@ def run_connection_sync(
     poll_interval: float = 10.0,
     timeout: float = 6 * 3600.0,
     sleep: Callable[[float], None] = time.sleep,
+    unknown_grace: float = UNKNOWN_STATUS_GRACE_SECONDS,
 ) -> SyncRun:
     """Trigger (or attach), await, and raise AirbyteJobFailedError unless the job succeeded."""
     job, attached = trigger_or_attach(client, connection_id, logger, sleep)
-    job, polls = await_job(client, job, logger, poll_interval, timeout, sleep)
+    job, polls = await_job(client, job, logger, poll_interval, timeout, sleep, unknown_grace)
     if job.status is not JobStatus.SUCCEEDED:
         summary = "; ".join(str(f) for f in job.failures) or "no failure summary"
         raise AirbyteJobFailedError(
@@ -167,10 +209,20 @@ def run_connection_sync(
     return SyncRun(job, attached, polls)
 
 
-def _cancel(client: AirbyteClient, job: Job, logger: Logger, why: str) -> None:
-    """Best effort: a failed cancel is logged, never hides the original problem."""
+def _why(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt | SystemExit | GeneratorExit):
+        return f"the run was interrupted ({type(error).__name__})"
+    if isinstance(error, AirbyteError):
+        return error.message
+    return f"{type(error).__name__}: {error}"
+
+
+def _cancel(client: AirbyteClient, job: Job, logger: Logger, why: str) -> bool:
+    """Best effort: a failed cancel is logged, never hides the original problem; True when Airbyte took it."""
     logger.warning("airbyte: cancelling job %s: %s", job.id, why)
     try:
         client.cancel_job(job.id)
     except Exception as exc:  # the original timeout/interruption matters more than the cancel's failure
         logger.error("airbyte: cancelling job %s failed: %s", job.id, exc)
+        return False
+    return True

@@ -49,11 +49,12 @@ class JobLedger:
 
 
 def committed_anything(job: Job) -> bool:
-    """Whether the job left data to hand off: it succeeded, or it failed after committing records."""
+    """Whether the job left data to hand off: a sync (or refresh) that succeeded, or failed after committing."""
     if job.status is JobStatus.SUCCEEDED:
-        return True
+        return job.writes_data
     per_stream = sum(s.records_committed for s in job.stream_stats.values())
-    return per_stream > 0 or bool(job.records_committed)
+    total = job.committed_total
+    return job.writes_data and (per_stream > 0 or (total is not None and total[0] > 0))
 
 
 def ledger_for(storage: LakeStorage, source: str, awaited: int | None) -> JobLedger | None:
