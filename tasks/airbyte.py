@@ -12,6 +12,7 @@ import re
 import threading
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,15 +23,29 @@ from prefect.exceptions import ObjectNotFound
 
 from lakehouse_ingest.bronze.batch import StreamBatch
 from lakehouse_ingest.catalog.sources import SourceEntry
+from lakehouse_ingest.errors import ConfigError
+from lakehouse_ingest.lake.keys import job_ledger_key
 from lakehouse_ingest.lake.roots import opened_storage
 from lakehouse_ingest.sources.airbyte.client import AirbyteClient
 from lakehouse_ingest.sources.airbyte.connections import Connection
-from lakehouse_ingest.sources.airbyte.errors import AirbyteError, ConnectionInactiveError
+from lakehouse_ingest.sources.airbyte.errors import AirbyteError, ConnectionInactiveError, mask_url
 from lakehouse_ingest.sources.airbyte.jobs import Job
 from lakehouse_ingest.sources.airbyte.settings import AirbyteSettings, SyncOptions
 from lakehouse_ingest.sources.airbyte.syncs import SyncRun, cancel_active_jobs, run_connection_sync
-from lakehouse_ingest.sources.platform.job_files import archive_job_logs, connection_identities, job_batches
-from lakehouse_ingest.sources.platform.job_ledger import JobLedger, jobs_to_check, ledger_for, save_ledger
+from lakehouse_ingest.sources.platform.job_files import (
+    archive_job_logs,
+    connection_identities,
+    job_batches,
+    unhanded_jobs,
+)
+from lakehouse_ingest.sources.platform.job_ledger import (
+    JobLedger,
+    ledger_for,
+    list_jobs,
+    load_ledger,
+    save_ledger,
+    with_details,
+)
 from tasks.retrying import transient_retrying_task
 
 _clients: dict[AirbyteSettings, AirbyteClient] = {}
@@ -134,8 +149,9 @@ def _server_slot(url: str, limit: int) -> threading.BoundedSemaphore:
 
 
 @transient_retrying_task("resolve-connection", "resolve-{source.name}")
-def resolve_connection_task(source: SourceEntry) -> PlatformPlan:
-    """Find the source's connection (by id or by name) and refuse an inactive one."""
+def resolve_connection_task(source: SourceEntry, bronze_uri: str) -> PlatformPlan:
+    """Find the source's connection (by id or by name); refuse an inactive one, stream names that would escape or
+    share a bronze folder, and job ids that went backwards since its ledger was written (all before a trigger)."""
     client = airbyte_client()
     if source.connection_id:
         connection = client.get_connection(source.connection_id)
@@ -144,6 +160,16 @@ def resolve_connection_task(source: SourceEntry) -> PlatformPlan:
     if connection.status != "active":
         raise ConnectionInactiveError(f"the connection is {connection.status}, not active", connection_id=connection.id)
     identities = connection_identities(connection)  # names that would escape or collide: refused before a trigger
+    with opened_storage(bronze_uri) as bronze:
+        ledger = load_ledger(bronze, source.name, connection.id)
+    if ledger is not None and (reused := ledger.reused_job_ids(client.recent_jobs(connection.id))):
+        raise ConfigError(
+            f"source {source.name!r}: the job ids of connection {connection.id} went backwards (job {reused[0].id} "
+            f"was created {reused[0].created_at:%Y-%m-%d %H:%M} UTC, after job {ledger.watermark} was handed off): "
+            "the Airbyte server was reinstalled or restored; bronze and silver key batches by job id, so point this "
+            "source at a new connection or a new bronze prefix (its jobs ledger: "
+            f"{job_ledger_key(source.name, connection.id)})"
+        )
     get_run_logger().info(
         "%s: Airbyte connection %s (%s), %d stream(s): %s",
         source.name,
@@ -157,8 +183,9 @@ def resolve_connection_task(source: SourceEntry) -> PlatformPlan:
 
 # No task retries: the trigger must never be repeated blindly; transient errors are retried per request.
 @task(name="airbyte-sync", task_run_name="airbyte-sync-{plan.source.name}", cache_policy=NO_CACHE)
-def platform_sync_task(plan: PlatformPlan, options: PlatformOptions) -> SyncRun:
-    """Trigger (or attach to) the connection's sync and await it, within the server's concurrency bound."""
+def platform_sync_task(plan: PlatformPlan, options: PlatformOptions, bronze_uri: str) -> SyncRun:
+    """Trigger (or attach to) the connection's sync and await it, within the server's concurrency bound; the job is
+    recorded in the connection's ledger before it is awaited (a run that dies meanwhile does not lose it)."""
     client = airbyte_client()
     logger = get_run_logger()
     slot = _server_slot(client.settings.url, options.max_concurrent_syncs)
@@ -179,12 +206,20 @@ def platform_sync_task(plan: PlatformPlan, options: PlatformOptions) -> SyncRun:
                 options.poll_interval,
                 options.timeout,
                 unknown_grace=options.unknown_status_grace,
+                on_started=lambda job: _record_started(plan, job, client.settings.url, bronze_uri),
             )
     finally:
         slot.release()
     stats = ", ".join(f"{k}: {v.records_committed}" for k, v in run.job.stream_stats.items()) or "no per-stream stats"
     logger.info("%s: job %s committed %s", plan.source.name, run.job.id, stats)
     return run
+
+
+def _record_started(plan: PlatformPlan, job: Job, server: str, bronze_uri: str) -> None:
+    with opened_storage(bronze_uri) as bronze:
+        ledger = ledger_for(bronze, plan.source.name, plan.connection.id, mask_url(server))
+        ledger.start(job.id)
+        save_ledger(bronze, plan.source.name, ledger)
 
 
 @transient_retrying_task("collect-job-batches", "collect-{plan.source.name}")
@@ -195,15 +230,18 @@ def collect_job_batches_task(plan: PlatformPlan, job: Job, bronze_uri: str) -> d
 
 
 @transient_retrying_task("pending-jobs", "pending-jobs-{plan.source.name}")
-def pending_jobs_task(
-    plan: PlatformPlan, awaited: int | None, awaited_job: Job | None, bronze_uri: str
-) -> tuple[JobLedger | None, list[Job]]:
-    """The source's job ledger (see ``job_ledger``) and the connection's jobs above its watermark."""
+def pending_jobs_task(plan: PlatformPlan, awaited_job: Job | None, bronze_uri: str) -> tuple[JobLedger, list[Job]]:
+    """The connection's job ledger (see ``job_ledger``) and its jobs above the watermark, the pending ones with all
+    their stats; for a connection without a ledger, its history searched for jobs that left unhanded files."""
+    client = airbyte_client()
     with opened_storage(bronze_uri) as bronze:
-        ledger = ledger_for(bronze, plan.source.name, awaited)
-    if ledger is None:
-        return None, []
-    return ledger, jobs_to_check(airbyte_client(), plan.connection.id, ledger, awaited_job)
+        ledger = ledger_for(bronze, plan.source.name, plan.connection.id, mask_url(client.settings.url))
+        jobs = list_jobs(client, plan.connection.id, ledger, awaited_job)
+        if ledger.fresh:
+            identities = connection_identities(plan.connection)
+            unhanded = unhanded_jobs(bronze, plan.source.name, identities, jobs, datetime.now(UTC))
+            ledger.settle_history(jobs, unhanded | ({awaited_job.id} if awaited_job is not None else set()))
+    return ledger, with_details(client, ledger, jobs, awaited_job)
 
 
 @transient_retrying_task("record-jobs", "record-jobs-{source}")

@@ -227,8 +227,10 @@ def manifests(endpoint: S3Endpoint, name: str, stream: str) -> dict[int, dict[st
 
 
 def ledger(endpoint: S3Endpoint, name: str) -> dict[str, Any]:
-    (body,) = objects(endpoint, f"_state/airbyte/{name}/jobs.json").values()
-    return dict(json.loads(body))
+    """The source's job ledger (one connection each here): its watermark, done and in-flight jobs."""
+    (body,) = objects(endpoint, f"_state/airbyte/{name}/jobs/").values()
+    document = json.loads(body)
+    return {key: document[key] for key in ("watermark", "done", "in_flight") if key in document}
 
 
 def outside_sync(airbyte: FakeAirbyte, connection_id: str) -> int:
@@ -360,7 +362,8 @@ def test_a_job_whose_hand_off_failed_is_handed_off_by_the_next_run(
     assert sync_one(tmp_path, name, connection_id) == 1
     (first,) = (job.id for job in airbyte.jobs_for(connection_id))
     assert manifests(s3_env, name, "users") == {}
-    assert ledger(s3_env, name) == {"watermark": first - 1, "done": []}  # not processed: kept for the next run
+    # not handed off: still in flight, for the next run
+    assert ledger(s3_env, name) == {"watermark": -1, "done": [], "in_flight": [first]}
 
     monkeypatch.setattr(bronze_flow, "hand_off_batch_task", real)
     assert sync_one(tmp_path, name, connection_id) == 0

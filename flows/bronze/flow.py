@@ -119,7 +119,7 @@ def _run_sources(selected: Sequence[SourceEntry], settings: IngestSettings) -> l
     plan_futures = [
         plan_source_task.submit(s, str(settings.connector_cache_dir))
         if s.connector is not None
-        else resolve_connection_task.submit(s)
+        else resolve_connection_task.submit(s, settings.bronze_uri)
         for s in selected
     ]
     plans, reports = _planned(selected, plan_futures)

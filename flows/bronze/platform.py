@@ -24,7 +24,7 @@ from lakehouse_ingest.settings import IngestSettings
 from lakehouse_ingest.sources.airbyte.jobs import Job
 from lakehouse_ingest.sources.airbyte.syncs import SyncRun
 from lakehouse_ingest.sources.platform.job_files import connection_identities
-from lakehouse_ingest.sources.platform.job_ledger import committed_anything
+from lakehouse_ingest.sources.platform.job_ledger import JobLedger, committed_anything
 from tasks.airbyte import (
     PlatformOptions,
     PlatformPlan,
@@ -54,7 +54,7 @@ class PlatformRun:
 
     def sync(self, plan: PlatformPlan) -> PrefectFuture[SyncRun]:
         """Trigger (or attach to) the connection's sync and await it, in a task of its own."""
-        return platform_sync_task.submit(plan, self.options)
+        return platform_sync_task.submit(plan, self.options, self.settings.bronze_uri)
 
 
 def finish_platform_source(plan: PlatformPlan, sync: PrefectFuture[Any], run: PlatformRun) -> list[StreamReport]:
@@ -66,7 +66,8 @@ def finish_platform_source(plan: PlatformPlan, sync: PrefectFuture[Any], run: Pl
     reports = [] if synced is not None else [source_report(source, StreamStatus.SYNC_FAILED, str(error))]
     bronze_uri = run.settings.bronze_uri
     try:
-        ledger, jobs = pending_jobs_task(plan, awaited, synced.job if synced is not None else None, bronze_uri)
+        ledger: JobLedger | None
+        ledger, jobs = pending_jobs_task(plan, synced.job if synced is not None else None, bronze_uri)
     except Exception as exc:  # the job list is out of reach: hand off the awaited job alone, catch up next run
         get_run_logger().warning("%s: earlier jobs not checked (%s); handing off job %s only", source, exc, awaited)
         ledger, jobs = None, [synced.job] if synced is not None else []

@@ -156,10 +156,17 @@ class ConnectorState(Document):
 
 
 class JobLedgerDoc(Document):
-    """``_state/airbyte/<source>/jobs.json``: every job at or below ``watermark`` handed off, and ``done``."""
+    """``_state/airbyte/<source>/jobs/<connection_id>.json`` (earlier: ``jobs.json``): every job at or below
+    ``watermark`` handed off, and ``done``; ``in_flight``: triggered or attached, not handed off yet."""
 
     watermark: int
     done: list[int] = Field(default_factory=list)
+    server: str | None = None
+    connection_id: str | None = None
+    watermark_created_at: IsoDatetime | None = None
+    in_flight: list[int] | None = None
+
+    omitted_when_none: ClassVar[tuple[str, ...]] = ("server", "connection_id", "watermark_created_at", "in_flight")
 
 
 class LastSuccess(Document):

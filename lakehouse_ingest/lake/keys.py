@@ -10,7 +10,7 @@ Bronze root:
 - quarantine: ``airbyte/<source>/<stream>/_quarantine/<sync_id>.json``
 - state:      ``_state/airbyte/<source>/state.json`` (connector state and stream generations)
 - runs:       ``_state/airbyte/<source>/last_success.json`` (end of the last fully successful sync)
-- jobs:       ``_state/airbyte/<source>/jobs.json`` (Airbyte jobs handed off)
+- jobs:       ``_state/airbyte/<source>/jobs/<connection_id>.json`` (Airbyte jobs handed off; earlier ``jobs.json``)
 
 Silver root: ``<source>/<stream>`` (a Delta table per stream), ``_tombstones/<source>/<stream>``.
 
@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 from lakehouse_ingest.errors import ConfigError
 from lakehouse_ingest.lake.names import safe_stream_dir, validate_source_name
+from lakehouse_ingest.lake.storage import check_key
 
 DATA_FILE = re.compile(r"(?P<date>\d{4}_\d{2}_\d{2})_(?P<epoch>\d+)_(?P<part>\d+)(?:-\d+)?\.parquet")
 _MANIFEST_LOCATION = re.compile(
@@ -129,9 +130,12 @@ def last_success_key(source: str) -> str:
     return f"_state/airbyte/{validate_source_name(source)}/last_success.json"
 
 
-def job_ledger_key(source: str) -> str:
-    """The key recording which Airbyte jobs of a platform source were processed (``job_ledger``)."""
-    return f"_state/airbyte/{validate_source_name(source)}/jobs.json"
+def job_ledger_key(source: str, connection_id: str | None = None) -> str:
+    """The key recording which Airbyte jobs of a platform source's connection were processed (``job_ledger``);
+    without a connection, where versions before connection-keyed ledgers kept the source's one record."""
+    if connection_id is None:
+        return f"_state/airbyte/{validate_source_name(source)}/jobs.json"
+    return f"_state/airbyte/{validate_source_name(source)}/jobs/{check_key(connection_id)}.json"
 
 
 def silver_table_key(source: str, stream: str) -> str:

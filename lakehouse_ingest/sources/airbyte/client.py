@@ -113,6 +113,11 @@ class AirbyteClient(ConfigProvisioning):
                 break
         return sorted(found, key=lambda j: j.id)
 
+    def recent_jobs(self, connection_id: str, count: int = 20) -> list[Job]:
+        """The connection's newest ``count`` jobs that write data, newest first."""
+        page = next(iter(self.api.job_pages(connection_id, count)), [])
+        return [j for j in page if j.connection_id in ("", connection_id)]
+
     def cancel_job(self, job_id: int) -> Job:
         """Ask the server to cancel the job."""
         return self.api.cancel(job_id)

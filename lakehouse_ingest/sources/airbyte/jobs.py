@@ -113,6 +113,7 @@ class Job:
     records_committed: int | None = None  # the job's total, when the server reports one (see ``committed_total``)
     bytes_committed: int | None = None
     config_type: str = "sync"  # sync, refresh, reset_connection, clear (public API: sync, refresh, reset, clear)
+    updated_at: datetime | None = None  # the last change (the end, once terminal)
     aggregated_streams: tuple[StreamStats, ...] = ()  # streamAggregatedStats (with namespaces)
     totals_from: str = ""  # where ``records_committed`` comes from
 
@@ -177,6 +178,7 @@ class Job:
             records_committed=_int(totals.get("recordsCommitted")) if counted else None,
             bytes_committed=_int(totals.get("bytesCommitted")) if counted else None,
             config_type=str(job.get("configType") or "sync"),
+            updated_at=parse_time(job["updatedAt"]) if job.get("updatedAt") is not None else None,
             aggregated_streams=aggregated,
             totals_from="aggregatedStats.recordsCommitted",
         )
@@ -194,6 +196,7 @@ class Job:
             records_committed=_int(job.get("rowsSynced")),
             bytes_committed=_int(job.get("bytesSynced")),
             config_type="reset_connection" if job_type == "reset" else job_type,
+            updated_at=parse_time(job["lastUpdatedAt"]) if job.get("lastUpdatedAt") else None,
             totals_from="rowsSynced",
         )
 

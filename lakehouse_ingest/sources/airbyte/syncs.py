@@ -193,9 +193,20 @@ def run_connection_sync(
     timeout: float = 6 * 3600.0,
     sleep: Callable[[float], None] = time.sleep,
     unknown_grace: float = UNKNOWN_STATUS_GRACE_SECONDS,
+    on_started: Callable[[Job], None] | None = None,
 ) -> SyncRun:
-    """Trigger (or attach), await, and raise AirbyteJobFailedError unless the job succeeded."""
+    """Trigger (or attach), await, and raise AirbyteJobFailedError unless the job succeeded.
+
+    ``on_started`` is called with the job once it is known, before awaiting it (to record it: a run that dies while
+    awaiting must not lose the job); an error there cancels the job, as any other way out of awaiting does.
+    """
     job, attached = trigger_or_attach(client, connection_id, logger, sleep)
+    if on_started is not None:
+        try:
+            on_started(job)
+        except BaseException as exc:
+            _cancel(client, job, logger, f"the job could not be recorded before awaiting it ({_why(exc)})")
+            raise
     job, polls = await_job(client, job, logger, poll_interval, timeout, sleep, unknown_grace)
     if job.status is not JobStatus.SUCCEEDED:
         summary = "; ".join(str(f) for f in job.failures) or "no failure summary"

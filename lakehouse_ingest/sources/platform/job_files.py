@@ -29,13 +29,20 @@ import pyarrow as pa
 from lakehouse_ingest.bronze.arrow_types import AIRBYTE_FIELDS
 from lakehouse_ingest.bronze.batch import Expected, StreamBatch
 from lakehouse_ingest.bronze.parts import PublishedPart
-from lakehouse_ingest.lake.keys import attempt_log_folder, data_file_epoch, is_data_file_of, source_prefix
+from lakehouse_ingest.lake.keys import (
+    attempt_log_folder,
+    data_file_epoch,
+    is_data_file_of,
+    manifest_sync_id,
+    source_prefix,
+)
 from lakehouse_ingest.lake.names import stream_key
 from lakehouse_ingest.lake.storage import LakeStorage
 from lakehouse_ingest.sources.airbyte.client import AirbyteClient
 from lakehouse_ingest.sources.airbyte.connections import Connection
 from lakehouse_ingest.sources.airbyte.jobs import Job, StreamStats
 from lakehouse_ingest.sources.platform.identity import StreamIdentity, check_folders, stream_identity
+from lakehouse_ingest.sources.platform.job_ledger import jobs_with_unhanded_files
 
 CLOCK_SKEW_MS = 60_000
 
@@ -201,3 +208,23 @@ def _first(table: pa.Table, column: str, field: str | None = None) -> Any:
 def _started_at(files: list[PublishedPart], job: Job) -> datetime:
     epochs = [epoch for f in files if (epoch := data_file_epoch(f.key)) is not None]
     return datetime.fromtimestamp(min(epochs) / 1000, UTC) if epochs else job.created_at
+
+
+def unhanded_jobs(
+    bronze: LakeStorage, source: str, identities: list[StreamIdentity], jobs: list[Job], now: datetime
+) -> set[int]:
+    """The jobs that left data files in one of this source's stream folders that no manifest or quarantine mark of
+    that folder covers (for a connection without a job ledger: its history, searched)."""
+    found: set[int] = set()
+    for identity in identities:
+        prefix = f"{source_prefix(source)}/{identity.folder}"
+        epochs, handled = [], set()
+        for obj in bronze.list(prefix):
+            if is_data_file_of(obj.key, prefix):
+                epochs.append(data_file_epoch(obj.key) or 0)
+            elif obj.key.startswith((f"{prefix}/_manifests/", f"{prefix}/_quarantine/")) and (
+                (sync_id := manifest_sync_id(obj.key)) is not None
+            ):
+                handled.add(sync_id)
+        found |= jobs_with_unhanded_files(jobs, epochs, handled, now)
+    return found
