@@ -231,18 +231,53 @@ class ReadProcess:
         self._stderr.close()
 
 
+def private_root() -> Path:
+    """Where connector config, catalog and state files live while a connector runs: one owner-only folder per
+    user under the temporary directory, so the leftovers of a crashed run can be found and removed."""
+    root = Path(tempfile.gettempdir()) / f"airbyte-lakehouse-{os.getuid()}"
+    root.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(root, 0o700)
+    return root
+
+
+def remove_leftovers(root: Path) -> list[Path]:
+    """Remove the private folders of processes that no longer run (a run killed with ``kill -9`` cannot remove its
+    own; its config file holds secrets). Returns what was removed."""
+    removed = []
+    for folder in root.iterdir():
+        pid = folder.name.split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def _private_files(**documents: Any) -> Iterator[dict[str, Path]]:
-    """Write JSON documents into a private directory (mode 0700) that is removed afterwards."""
-    directory = Path(tempfile.mkdtemp(prefix="airbyte-connector-"))
-    os.chmod(directory, 0o700)
+    """Write JSON documents into a private folder (mode 0700) that is removed on every way out: success, a failed
+    or killed connector, an exception, a cancellation. A crash of this process leaves it until the next private
+    folder is made, which removes the leftovers of every process that no longer runs."""
+    root = private_root()
+    remove_leftovers(root)
+    directory = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
     try:
         paths: dict[str, Path] = {}
         for name, document in documents.items():
             if document is None:
                 continue
             path = directory / f"{name}.json"
-            path.write_text(json.dumps(document))
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+                json.dump(document, handle)
             paths[name] = path
         yield paths
     finally:
