@@ -5,7 +5,8 @@ from __future__ import annotations
 from prefect import get_run_logger
 from prefect.events import emit_event
 
-from lakehouse_ingest.bronze.manifest import load_manifest
+from lakehouse_ingest.bronze.manifest import load_manifest, set_aside
+from lakehouse_ingest.errors import DocumentError
 from lakehouse_ingest.lake.keys import BatchKey, manifest_key, parse_manifest_key, source_prefix
 from lakehouse_ingest.lake.roots import opened_storage
 from lakehouse_ingest.silver.merge import apply_manifest
@@ -40,7 +41,11 @@ def apply_batch_task(batch: BatchKey, bronze_uri: str, silver_uri: str) -> Silve
     """Merge one validated bronze batch (read from its manifest) into the stream's silver table."""
     source, stream, sync_id = batch.source, batch.stream, batch.sync_id
     with opened_storage(bronze_uri) as bronze, opened_storage(silver_uri) as silver:
-        manifest = load_manifest(bronze, source, stream, sync_id)
+        try:
+            manifest = load_manifest(bronze, source, stream, sync_id)
+        except DocumentError as exc:  # set aside, so that the stream's next batches are not blocked by it
+            aside = set_aside(bronze, source, stream, sync_id, exc)
+            raise DocumentError(f"{exc}; set aside as {aside}") from exc
         result = apply_manifest(bronze, SilverTables(silver), manifest)
         manifest_url = bronze.url_for(manifest_key(source, stream, sync_id))
     logger = get_run_logger()

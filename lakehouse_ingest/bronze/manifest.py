@@ -9,13 +9,14 @@ is described here as plain data; ``tasks/`` emits it).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 from lakehouse_ingest.bronze.batch import StreamBatch
 from lakehouse_ingest.bronze.checks.validate import BatchValidation
-from lakehouse_ingest.errors import ValidationFailed
+from lakehouse_ingest.errors import DocumentError, ValidationFailed
 from lakehouse_ingest.lake.documents import (
     CheckEntry,
     ColumnEntry,
@@ -24,10 +25,11 @@ from lakehouse_ingest.lake.documents import (
     read_document,
     write_document,
 )
-from lakehouse_ingest.lake.keys import manifest_key, manifest_sync_id, manifests_prefix
+from lakehouse_ingest.lake.keys import damaged_manifest_key, manifest_key, manifest_sync_id, manifests_prefix
 from lakehouse_ingest.lake.storage import LakeStorage
 
 EVENT_VALIDATED = "bronze.batch.validated"
+_log = logging.getLogger(__name__)
 
 
 def build_manifest(storage: LakeStorage, batch: StreamBatch, validation: BatchValidation) -> Manifest:
@@ -69,9 +71,28 @@ def manifest_sync_ids(storage: LakeStorage, source: str, stream: str) -> set[int
 
 
 def previous_manifest(storage: LakeStorage, batch: StreamBatch) -> Manifest | None:
-    """The stream's last handed-off manifest before this sync (for schema drift), or None."""
-    earlier = [i for i in manifest_sync_ids(storage, batch.source, batch.stream) if i < batch.sync_id]
-    return load_manifest(storage, batch.source, batch.stream, max(earlier)) if earlier else None
+    """The stream's last handed-off manifest before this sync (for schema drift), or None; a damaged one on the
+    way is set aside (``set_aside``) so that it never blocks the stream."""
+    earlier = sorted(
+        (i for i in manifest_sync_ids(storage, batch.source, batch.stream) if i < batch.sync_id), reverse=True
+    )
+    for sync_id in earlier:
+        try:
+            return load_manifest(storage, batch.source, batch.stream, sync_id)
+        except DocumentError as exc:
+            set_aside(storage, batch.source, batch.stream, sync_id, exc)
+    return None
+
+
+def set_aside(storage: LakeStorage, source: str, stream: str, sync_id: int, error: DocumentError) -> str:
+    """Move a manifest that cannot be read out of ``_manifests`` (into ``_quarantine/<sync_id>.damaged-manifest``,
+    its bytes kept), so that neither bronze nor silver is blocked by it; logged as an error naming both places.
+    Its batch is no longer handed off: ``--revalidate`` or the next catch-up of its job hands it off again."""
+    key, aside = manifest_key(source, stream, sync_id), damaged_manifest_key(source, stream, sync_id)
+    storage.put_bytes(aside, storage.get_bytes(key))
+    storage.delete(key)
+    _log.error("%s.%s: %s; set aside as %s", source, stream, error, storage.url_for(aside))
+    return storage.url_for(aside)
 
 
 def event_for(manifest: Manifest, manifest_url: str, silver_root: str) -> dict[str, Any]:

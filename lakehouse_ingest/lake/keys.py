@@ -90,6 +90,11 @@ def quarantine_key(source: str, stream: str, sync_id: int) -> str:
     return f"{stream_prefix(source, stream)}/_quarantine/{sync_id}.json"
 
 
+def damaged_manifest_key(source: str, stream: str, sync_id: int) -> str:
+    """Where a manifest that cannot be read is set aside (out of ``_manifests``, so its stream flows again)."""
+    return f"{stream_prefix(source, stream)}/_quarantine/{sync_id}.damaged-manifest"
+
+
 def parse_manifest_key(key: str) -> BatchKey | None:
     """The batch a manifest key names, or None when ``key`` is not a manifest."""
     match = _MANIFEST_LOCATION.fullmatch(key)
