@@ -189,6 +189,7 @@ class JobMachine:
                 "timestamp": int(at * 1000),
             }
             attempt.status = "failed"
+            attempt.has_output = False
             attempt.ended_at = attempt.updated_at = at
             attempt.log_lines.append(f"{log_time(at)} platform > Attempt {attempt.id} cancelled")
         self._set_status(job, "cancelled", at)

@@ -99,7 +99,8 @@ def attempt_read(
     ended = attempt.ended_at is not None
     if ended:
         read["endedAt"] = int(attempt.ended_at or 0)
-    if ended and shape != "none":  # the attempt output's standardSyncSummary
+    output = ended and attempt.has_output and shape != "none"
+    if output:  # the attempt output's standardSyncSummary
         total = _sum_stats(attempt.stream_stats.values())
         if shape == "prefixed":  # v0.50.0: recordsSynced = getTotalRecordsEmitted()
             read["recordsSynced"], read["bytesSynced"] = total["recordsEmitted"], total["bytesEmitted"]
@@ -114,15 +115,16 @@ def attempt_read(
                 _stream_stats(job, name, shape, _project(counts, TABLE_KEYS, running), with_namespace=True)
                 for name, counts in table.items()
             ]
-    elif ended and shape != "none":
+    elif output:
         read["totalStats"] = _project(_sum_stats(attempt.stream_stats.values()), OUTPUT_KEYS)
         if shape in ("current", "prefixed") and attempt.stream_stats:
             read["streamStats"] = [
                 _stream_stats(job, name, shape, _project(counts, OUTPUT_KEYS), with_namespace=False)
                 for name, counts in attempt.stream_stats.items()
             ]
-    if attempt.failure is not None:
-        read["failureSummary"] = {"failures": [attempt.failure], "partialSuccess": False}
+    if attempt.failure is not None:  # partialSuccess: the attempt committed records before it failed
+        committed = sum(counts.get("recordsCommitted", 0) for counts in attempt.stream_stats.values())
+        read["failureSummary"] = {"failures": [attempt.failure], "partialSuccess": committed > 0}
     return read
 
 

@@ -185,6 +185,9 @@ class FakeAttempt:
     failure: dict[str, Any] | None = None
     stream_stats: dict[str, dict[str, int]] = field(default_factory=dict)  # final stats, once ended
     log_lines: list[str] = field(default_factory=list)
+    # Whether the attempt ended with an output (its standardSyncSummary): a cancelled one has none, so only the
+    # stats table (jobs/list, the aggregates) knows what it moved.
+    has_output: bool = True
 
 
 @dataclass
