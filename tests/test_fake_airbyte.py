@@ -9,6 +9,7 @@ import re
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -203,7 +204,7 @@ def test_every_endpoint_answers_spec_valid_bodies(airbyte: FakeAirbyte, client: 
     assert "aggregatedStats" not in client.post("/api/v1/jobs/get", json={"id": job_id}).json()["job"]
     without_logs = client.post("/api/v1/jobs/get_without_logs", json={"id": job_id}).json()
     assert without_logs["job"]["aggregatedStats"]["recordsCommitted"] == 200
-    assert without_logs["attempts"][0]["logs"]["logLines"] == []
+    assert set(without_logs["attempts"][0]) == {"attempt"}  # getAttemptInfoWithoutLogsRead: no logType, no logs
     assert client.get("/api/v1/connections/sync/").status_code == 405  # wrong method: reported as well
     assert len(airbyte.spec_violations) == 2 and "method not in the config API spec" in airbyte.spec_violations[1]
     assert client.post("/api/v1/jobs/get_light/", json={"id": job_id}).status_code == 200  # trailing slash
@@ -749,3 +750,432 @@ def test_s3_writer_lands_airbyte_parquet(s3: S3Endpoint) -> None:
         assert table.num_rows == 50
         assert {m["sync_id"] for m in table.column("_airbyte_meta").to_pylist()} == {job_id}
         assert set(table.column("_airbyte_generation_id").to_pylist()) == {0}
+
+
+# -- stream identity as the platform forms it ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "alias", "folder"),
+    [
+        ("pull-requests", "pull_requests", "pull-requests"),
+        ("Order Items", "Order_Items", "Order_Items"),
+        ("Order  Items", "Order_Items", "Order__Items"),  # aliases collapse a run of spaces, S3 folders do not
+        ("Order\tItems", "Order_Items", "Order_Items"),
+        ("café", "cafe", "cafe"),
+        ("ﬁle", "file", "file"),
+        ("\uff21\uff22\uff23", "ABC", "ABC"),  # full-width letters
+        ("Straße", "Stra_e", "Stra_e"),
+        ("x(1)!", "x_1__", "x(1)!"),
+        ("a/b", "a_b", "a/b"),
+        ("a#b", "a_b", "a_b"),
+        ("über-größe", "uber_gro_e", "uber-gro_e"),
+        ("数据", "__", "__"),
+        ("no\u00a0break", "no_break", "no_break"),  # NFKD turns NBSP into a space: one underscore either way
+    ],
+)
+def test_fake_names_streams_as_airbyte_does(name: str, alias: str, folder: str) -> None:
+    """The fake's own copies of Names.toAlphanumericAndUnderscore and toS3SafeCharacters (research rules 2-3)."""
+    from support.fake_airbyte.naming import alias_name, s3_folder
+
+    assert alias_name(name) == alias
+    assert s3_folder(name) == folder
+
+
+def test_received_names_and_namespaces() -> None:
+    """NamespacingMapper: raw prefix + name (a blank prefix is none); the namespace per definition."""
+    from support.fake_airbyte.naming import received_name, received_namespace
+
+    assert received_name("pull-requests", "gh_") == "gh_pull-requests"
+    assert received_name("users", "   ") == "users" == received_name("users", None) == received_name("users", "")
+    assert received_namespace("public", "source", "${SOURCE_NAMESPACE}") == "public"
+    assert received_namespace("", "source", None) == ""  # a blank source namespace stays as it is
+    assert received_namespace("public", None, None) == "public"
+    assert received_namespace("public", "destination", "x") is None
+    assert received_namespace("public", "customformat", "shop_${SOURCE_NAMESPACE}") == "shop_public"
+    assert received_namespace(None, "customformat", "${SOURCE_NAMESPACE}") is None
+    assert received_namespace("  ", "customformat", "raw_${SOURCE_NAMESPACE}") == "raw_"
+    assert received_namespace("public", "customformat", "  ") is None
+    assert received_namespace("public", "custom_format", "fixed") == "fixed"
+
+
+def platform_like(fake: FakeAirbyte, **overrides: Any) -> str:
+    """A connection configured like the corpus' "github → bronze": prefix gh_, names that need sanitising."""
+    settings: dict[str, Any] = {
+        "streams": ["pull-requests", "Order Items"],
+        "source_name": "github",
+        "prefix": "gh_",
+        "namespace_definition": "destination",
+        "sync_modes": {"pull-requests": ("incremental", "append_dedup"), "Order Items": ("full_refresh", "overwrite")},
+        "primary_keys": {"Order Items": [["order_id"], ["sku"]]},
+        **overrides,
+    }
+    return fake.add_connection("github → bronze", **settings)
+
+
+def test_connection_reads_show_the_platforms_settings(airbyte: FakeAirbyte, client: httpx.Client) -> None:
+    conn = platform_like(
+        airbyte,
+        namespace_definition="customformat",
+        namespace_format="shop_${SOURCE_NAMESPACE}",
+        stream_namespaces={"pull-requests": "public"},
+        cursor_fields={"pull-requests": ["updated_at"]},
+    )
+    read = client.post("/api/v1/connections/get", json={"connectionId": conn}).json()
+    assert (read["prefix"], read["namespaceDefinition"], read["namespaceFormat"]) == (
+        "gh_",
+        "customformat",
+        "shop_${SOURCE_NAMESPACE}",
+    )
+    streams = {s["stream"]["name"]: s for s in read["syncCatalog"]["streams"]}
+    assert streams["pull-requests"]["stream"]["namespace"] == "public"
+    assert "namespace" not in streams["Order Items"]["stream"]  # nulls are omitted
+    configs = {name: s["config"] for name, s in streams.items()}
+    assert configs["pull-requests"]["aliasName"] == "pull_requests"
+    assert configs["Order Items"]["aliasName"] == "Order_Items"
+    assert (configs["pull-requests"]["syncMode"], configs["pull-requests"]["destinationSyncMode"]) == (
+        "incremental",
+        "append_dedup",
+    )
+    assert configs["pull-requests"]["cursorField"] == ["updated_at"] and configs["Order Items"]["cursorField"] == []
+    assert configs["Order Items"]["primaryKey"] == [["order_id"], ["sku"]]
+    assert all(c["selected"] is True and c["suggested"] is False for c in configs.values())
+
+    public = client.get(f"/api/public/v1/connections/{conn}").json()
+    assert (public["prefix"], public["namespaceDefinition"], public["namespaceFormat"]) == (
+        "gh_",
+        "custom_format",
+        "shop_${SOURCE_NAMESPACE}",
+    )
+    modes = {s["name"]: s["syncMode"] for s in public["configurations"]["streams"]}
+    assert modes == {"pull-requests": "incremental_deduped_history", "Order Items": "full_refresh_overwrite"}
+    assert all("aliasName" not in s for s in public["configurations"]["streams"])
+    # defaults stay as before: custom format = the source name, no prefix, full refresh / append by id
+    plain = client.post("/api/v1/connections/get", json={"connectionId": airbyte.add_connection("faker")}).json()
+    assert (plain["namespaceDefinition"], plain["namespaceFormat"], plain["prefix"]) == ("customformat", "faker", "")
+    (users,) = plain["syncCatalog"]["streams"]
+    assert (users["config"]["syncMode"], users["config"]["destinationSyncMode"]) == ("full_refresh", "append")
+    with pytest.raises(ValueError, match="streams the connection does not have"):
+        airbyte.add_connection("x", streams=["a"], sync_modes={"b": ("incremental", "append")})
+    with pytest.raises(ValueError, match="namespace definition"):
+        airbyte.add_connection("x", namespace_definition="custom_format")
+    assert_clean(airbyte)
+
+
+def test_api_created_catalog_reads_back_as_the_platform_stores_it(airbyte: FakeAirbyte, client: httpx.Client) -> None:
+    """Only selected streams are stored; aliasName is recomputed on every read whatever the client sent."""
+    source = airbyte.add_source("GitHub", streams=["pull-requests", "Order Items", "issues"])
+    destination = airbyte.add_destination("S3", {"s3_bucket_path": "airbyte/github"})
+    workspace = next(iter(airbyte.workspaces))
+    discovered = client.post("/api/v1/sources/discover_schema", json={"sourceId": source}).json()
+    aliases = {s["stream"]["name"]: s["config"]["aliasName"] for s in discovered["catalog"]["streams"]}
+    assert aliases == {"pull-requests": "pull_requests", "Order Items": "Order_Items", "issues": "issues"}
+    streams = discovered["catalog"]["streams"]
+    for item in streams:
+        item["config"]["aliasName"] = item["stream"]["name"]  # what a client may send: ignored
+        item["config"]["syncMode"] = "full_refresh"
+        item["config"]["selected"] = item["stream"]["name"] != "issues"
+    body = {
+        "sourceId": source,
+        "destinationId": destination,
+        "status": "active",
+        "namespaceDefinition": "source",
+        "namespaceFormat": "${SOURCE_NAMESPACE}",
+        "prefix": "gh_",
+        "syncCatalog": {"streams": streams},
+    }
+    created = client.post("/api/v1/connections/create", json=body)
+    assert created.status_code == 200, created.text
+    for read in (created.json(), client.post("/api/v1/connections/list", json={"workspaceId": workspace}).json()):
+        read = read.get("connections", [read])[0]
+        assert read["namespaceFormat"] == "${SOURCE_NAMESPACE}" and read["prefix"] == "gh_"
+        got = {s["stream"]["name"]: s["config"]["aliasName"] for s in read["syncCatalog"]["streams"]}
+        assert got == {"pull-requests": "pull_requests", "Order Items": "Order_Items"}
+    assert_clean(airbyte)
+
+
+def test_s3_writer_files_streams_under_the_prefixed_s3_safe_name(s3: S3Endpoint) -> None:
+    writer = airbyte_s3_writer(s3, "bronze", rows_per_stream=7)
+    source = f"gh{uuid.uuid4().hex[:8]}"
+    with FakeAirbyte(job_seconds=0.1, writer=writer) as fake, httpx.Client(base_url=fake.url) as http:
+        conn = platform_like(fake, source_name=source, stream_namespaces={"Order Items": "public"})
+        job_id = sync(http, conn)["job"]["id"]
+        assert statuses_until_terminal(http, job_id)[-1] == "succeeded"
+        assert fake.jobs[job_id].records_committed == {"pull-requests": 7, "Order Items": 7}  # source names
+        assert_clean(fake)
+    client = s3.boto3_client()
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="bronze", Prefix=f"airbyte/{source}/")["Contents"])
+    assert [k.rsplit("/", 1)[0] for k in keys] == [
+        f"airbyte/{source}/gh_Order_Items",
+        f"airbyte/{source}/gh_pull-requests",
+    ]
+    for key in keys:
+        table = pq.read_table(io.BytesIO(client.get_object(Bucket="bronze", Key=key)["Body"].read()))
+        assert table.num_rows == 7
+        assert {m["sync_id"] for m in table.column("_airbyte_meta").to_pylist()} == {job_id}
+
+
+# -- stats as each server generation reports them ------------------------------------------------------------------
+def finished_job(fake: FakeAirbyte, client: httpx.Client, conn: str) -> int:
+    """A job whose first attempt committed its records and failed, and whose second succeeded."""
+    fake.plan_attempts(conn, [{"failed": {"externalMessage": "flaky"}, "committed": True}, "succeeded"])
+    job_id = sync(client, conn)["job"]["id"]
+    fake.wait_for_job(job_id)
+    return job_id
+
+
+def stream_numbers(entries: list[dict[str, Any]], key: str = "recordsCommitted") -> dict[Any, int]:
+    return {(e["streamName"], e.get("streamNamespace")): e.get("stats", e)[key] for e in entries}
+
+
+def test_current_stats_per_endpoint(airbyte: FakeAirbyte, client: httpx.Client) -> None:
+    """Source names (no prefix); namespaces only in jobs/list attempts and streamAggregatedStats; a full-refresh
+    stream aggregates its last attempt, an incremental one the sum; recordsSynced = committed."""
+    ns = {"pull-requests": "public", "Order Items": "public"}
+    conn = platform_like(airbyte, namespace_definition="source", stream_namespaces=ns)
+    job_id = finished_job(airbyte, client, conn)
+
+    got = client.post("/api/v1/jobs/get", json={"id": job_id}).json()
+    assert "aggregatedStats" not in got["job"]
+    first, second = (a["attempt"] for a in got["attempts"])
+    assert stream_numbers(first["streamStats"]) == {("pull-requests", None): 100, ("Order Items", None): 100}
+    assert set(first["streamStats"][0]["stats"]) == {
+        "recordsEmitted",
+        "bytesEmitted",
+        "stateMessagesEmitted",
+        "recordsCommitted",
+    }
+    assert first["recordsSynced"] == 200 and second["recordsSynced"] == 200
+
+    without = client.post("/api/v1/jobs/get_without_logs", json={"id": job_id}).json()
+    assert [set(a) for a in without["attempts"]] == [{"attempt"}, {"attempt"}]
+    assert stream_numbers(without["attempts"][1]["attempt"]["streamStats"]) == {
+        ("pull-requests", None): 100,
+        ("Order Items", None): 100,
+    }
+    assert stream_numbers(without["job"]["streamAggregatedStats"]) == {
+        ("pull-requests", "public"): 200,  # incremental: both attempts
+        ("Order Items", "public"): 100,  # full refresh: the last attempt
+    }
+    assert without["job"]["aggregatedStats"]["recordsCommitted"] == 300
+    assert without["job"]["enabledStreams"] == [
+        {"name": "pull-requests", "namespace": "public"},
+        {"name": "Order Items", "namespace": "public"},
+    ]
+
+    (listed,) = client.post("/api/v1/jobs/list", json={"configTypes": ["sync"], "configId": conn}).json()["jobs"]
+    assert "attempt" not in listed["attempts"][0]  # bare AttemptReads
+    assert stream_numbers(listed["attempts"][0]["streamStats"]) == {
+        ("pull-requests", "public"): 100,
+        ("Order Items", "public"): 100,
+    }
+    assert client.get(f"/api/public/v1/jobs/{job_id}").json()["rowsSynced"] == 300
+    assert_clean(airbyte)
+
+
+def test_prefixed_stats_like_servers_before_v0_50_24(airbyte: FakeAirbyte, client: httpx.Client) -> None:
+    conn = platform_like(
+        airbyte,
+        namespace_definition="customformat",
+        namespace_format="gh_${SOURCE_NAMESPACE}",
+        stream_namespaces={"pull-requests": "public", "Order Items": "public"},
+        stats_shape="prefixed",
+    )
+    job_id = finished_job(airbyte, client, conn)
+    attempt = client.post("/api/v1/jobs/get", json={"id": job_id}).json()["attempts"][1]["attempt"]
+    assert stream_numbers(attempt["streamStats"]) == {("gh_pull-requests", None): 100, ("gh_Order Items", None): 100}
+    assert attempt["recordsSynced"] == 200
+    without = client.post("/api/v1/jobs/get_without_logs", json={"id": job_id}).json()["job"]
+    assert "aggregatedStats" not in without and "streamAggregatedStats" not in without
+    (listed,) = client.post("/api/v1/jobs/list", json={"configTypes": ["sync"]}).json()["jobs"]
+    assert stream_numbers(listed["attempts"][1]["streamStats"]) == {
+        ("gh_pull-requests", "gh_public"): 100,
+        ("gh_Order Items", "gh_public"): 100,
+    }
+    assert "rowsSynced" not in client.get(f"/api/public/v1/jobs/{job_id}").json()
+    assert_clean(airbyte)
+
+
+def test_legacy_totals_and_no_counts() -> None:
+    with FakeAirbyte(job_seconds=0.1, stats_shape="legacy_totals") as fake, httpx.Client(base_url=fake.url) as http:
+        legacy = platform_like(fake)
+        silent = platform_like(fake, stats_shape="none")
+        assert fake.connections[legacy].stats_shape is None  # the fake's shape
+        for conn in (legacy, silent):
+            job_id = sync(http, conn)["job"]["id"]
+            fake.wait_for_job(job_id)
+            attempt = http.post("/api/v1/jobs/get", json={"id": job_id}).json()["attempts"][0]["attempt"]
+            job = http.post("/api/v1/jobs/get_without_logs", json={"id": job_id}).json()["job"]
+            (listed,) = http.post("/api/v1/jobs/list", json={"configTypes": ["sync"], "configId": conn}).json()["jobs"]
+            public = http.get(f"/api/public/v1/jobs/{job_id}").json()
+            assert "streamStats" not in attempt and "streamStats" not in listed["attempts"][0]
+            assert job["aggregatedStats"] == dict.fromkeys(
+                ("recordsEmitted", "bytesEmitted", "recordsCommitted", "bytesCommitted", "recordsRejected"), 0
+            )
+            assert job["streamAggregatedStats"] == [] and public["rowsSynced"] == 0
+            assert listed["attempts"][0]["totalStats"] == {}
+            if conn == legacy:  # "200 records synced", nothing per stream
+                assert attempt["recordsSynced"] == 200 and attempt["totalStats"]["recordsCommitted"] == 200
+                assert listed["attempts"][0]["recordsSynced"] == 200
+            else:
+                assert not {"recordsSynced", "bytesSynced", "totalStats"} & set(attempt)
+                assert "recordsSynced" not in listed["attempts"][0]
+        # the shape is read at answer time: a test can switch a connection's generation
+        fake.set_stats_shape(silent, "current")
+        job = http.post("/api/v1/jobs/get_without_logs", json={"id": job_id}).json()["job"]
+        assert job["aggregatedStats"]["recordsCommitted"] == 200
+        with pytest.raises(ValueError, match="unknown stats shape"):
+            fake.set_stats_shape(silent, "old")  # type: ignore[arg-type]
+        assert_clean(fake)
+
+
+# -- odd answers ---------------------------------------------------------------------------------------------------
+def test_empty_reply_after_the_real_handler_ran(airbyte: FakeAirbyte, client: httpx.Client) -> None:
+    conn = airbyte.add_connection("faker")
+    airbyte.stick_running(conn)
+    job_id = sync(client, conn)["job"]["id"]
+    airbyte.wait_for_job(job_id, {"running"})
+    airbyte.empty_reply_next("POST", "/jobs/cancel")
+    airbyte.empty_reply_next("POST", "/jobs/get_without_logs", status=200, count=2)
+    cancelled = client.post("/api/v1/jobs/cancel", json={"id": job_id})
+    assert cancelled.status_code == 204 and cancelled.content == b""
+    assert "content-type" not in cancelled.headers
+    assert airbyte.jobs[job_id].status == "cancelled"  # the cancel happened behind the proxy
+    empty = [client.post("/api/v1/jobs/get_without_logs", json={"id": job_id}) for _ in range(3)]
+    assert [(r.status_code, r.content == b"") for r in empty] == [(200, True), (200, True), (200, False)]
+    assert [r.injected for r in airbyte.requests_to("/jobs/get_without_logs")] == [True, True, False]
+    assert airbyte.requests_to("/jobs/cancel")[0].injected
+    assert_clean(airbyte)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/applications/token", "/api/public/v1/applications/token"])
+def test_token_endpoint_answering_201(path: str) -> None:
+    with FakeAirbyte(auth="client_credentials", token_status=201) as fake, httpx.Client(base_url=fake.url) as http:
+        creds = {"client_id": "client-id", "client_secret": "client-secret", "grant_type": "client_credentials"}
+        if "public" not in path:
+            del creds["grant_type"]
+        response = http.post(path, json=creds)
+        assert response.status_code == 201 and set(response.json()) == {"access_token"}  # as dagster mocks it
+        headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+        assert http.get("/api/public/v1/workspaces", headers=headers).status_code == 200
+        assert fake.requests_to("/applications/token")[0].injected
+        fake.token_status = 200
+        assert http.post(path, json=creds).status_code == 200
+        assert_clean(fake)
+
+
+@pytest.mark.parametrize("api", ["config", "public"])
+def test_trigger_fails_after_the_job_was_created(airbyte: FakeAirbyte, client: httpx.Client, api: str) -> None:
+    conn = airbyte.add_connection("faker")
+    airbyte.fail_trigger_after_create(504)
+    path, body = (
+        ("/api/v1/connections/sync", {"connectionId": conn})
+        if api == "config"
+        else ("/api/public/v1/jobs", {"connectionId": conn, "jobType": "sync"})
+    )
+    response = client.post(path, json=body)
+    assert response.status_code == 504 and "504 Gateway Time-out" in response.text
+    assert response.headers["content-type"].startswith("text/html")
+    (job,) = airbyte.jobs.values()  # exactly one job, and it runs on
+    assert airbyte.wait_for_job(job.id).status == "succeeded"
+    # a trigger that creates no job (409 while one runs) leaves the plan for the next one that does
+    airbyte.stick_running(conn)
+    running = sync(client, conn)["job"]["id"]
+    airbyte.fail_trigger_after_create()
+    assert client.post("/api/v1/connections/sync", json={"connectionId": conn}).status_code == 409
+    client.post("/api/v1/jobs/cancel", json={"id": running})
+    assert client.post("/api/v1/connections/sync", json={"connectionId": conn}).status_code == 502
+    assert len(airbyte.jobs) == 3
+    assert [r.injected for r in airbyte.requests_to(path, "POST")][:1] == [True]
+    assert_clean(airbyte)
+
+
+def test_persistent_failure_until_cleared(airbyte: FakeAirbyte, client: httpx.Client) -> None:
+    conn = airbyte.add_connection("faker")
+    job_id = sync(client, conn)["job"]["id"]
+    airbyte.persistent_failure("POST", "/jobs/get_without_logs", 503, retry_after=0)
+    statuses = {client.post("/api/v1/jobs/get_without_logs", json={"id": job_id}).status_code for _ in range(25)}
+    assert statuses == {503}
+    assert client.post("/api/v1/jobs/cancel", json={"id": job_id}).status_code in (200, 500)  # unaffected
+    assert airbyte.clear_failures("POST", "/jobs/get_without_logs") == 1
+    assert client.post("/api/v1/jobs/get_without_logs", json={"id": job_id}).status_code == 200
+    airbyte.fail_next("POST", "/jobs/get", 502, count=1_000_000)  # a large count works the same way
+    assert client.post("/api/v1/jobs/get", json={"id": job_id}).status_code == 502
+    assert airbyte.clear_failures() == 1 and client.post("/api/v1/jobs/get", json={"id": job_id}).status_code == 200
+    assert_clean(airbyte)
+
+
+def test_unknown_status_that_recovers(airbyte: FakeAirbyte, client: httpx.Client) -> None:
+    conn = airbyte.add_connection("faker")
+    airbyte.report_status(conn, "throttled", polls=3)  # the connection's next job
+    job_id = sync(client, conn)["job"]["id"]
+    airbyte.wait_for_job(job_id)
+    listed = client.post("/api/v1/jobs/list", json={"configTypes": ["sync"]}).json()["jobs"][0]["job"]["status"]
+    seen = [
+        client.post("/api/v1/jobs/get_without_logs", json={"id": job_id}).json()["job"]["status"],
+        client.get(f"/api/public/v1/jobs/{job_id}").json()["status"],
+        client.post("/api/v1/jobs/get_light", json={"id": job_id}).json()["job"]["status"],
+        client.post("/api/v1/jobs/get_without_logs", json={"id": job_id}).json()["job"]["status"],
+    ]
+    assert listed == "throttled" and seen == ["throttled", "throttled", "throttled", "succeeded"]
+    assert [r.injected for r in airbyte.requests if "/jobs" in r.path] == [True, True, True, True, False]
+    # a job's own id, and a cancel ends the report
+    airbyte.stick_running(conn)
+    stuck = sync(client, conn)["job"]["id"]
+    airbyte.report_status(stuck, "paused_by_quota", polls=100)
+    assert client.post("/api/v1/jobs/get", json={"id": stuck}).json()["job"]["status"] == "paused_by_quota"
+    client.post("/api/v1/jobs/cancel", json={"id": stuck})
+    assert client.post("/api/v1/jobs/get", json={"id": stuck}).json()["job"]["status"] == "cancelled"
+    assert_clean(airbyte)
+
+
+def test_running_reset_blocks_a_sync_with_the_same_409(airbyte: FakeAirbyte, client: httpx.Client) -> None:
+    conn = platform_like(airbyte)
+    reset_id = airbyte.start_reset(conn, seconds=0.6)
+    conflict = client.post("/api/v1/connections/sync", json={"connectionId": conn})
+    assert conflict.status_code == 409 and conflict.json()["message"] == f"A sync is already running for: {conn}"
+    public = client.post("/api/public/v1/jobs", json={"connectionId": conn, "jobType": "sync"})
+    assert public.status_code == 409 and public.json()["title"] == "try-again-later"
+    active = ["pending", "queued", "running", "incomplete"]
+    only_syncs = {"configTypes": ["sync"], "configId": conn, "statuses": active}
+    assert client.post("/api/v1/jobs/list", json=only_syncs).json()["jobs"] == []
+    for kinds in (["sync", "refresh", "reset_connection"], ["clear"]):
+        (found,) = client.post("/api/v1/jobs/list", json={**only_syncs, "configTypes": kinds}).json()["jobs"]
+        assert found["job"]["id"] == reset_id and found["job"]["configType"] == "reset_connection"
+        assert found["job"]["resetConfig"] == {"streamsToReset": [{"name": "pull-requests"}, {"name": "Order Items"}]}
+    assert client.get("/api/public/v1/jobs", params={"jobType": "reset"}).json()["data"][0]["jobId"] == reset_id
+    assert client.get("/api/public/v1/jobs", params={"jobType": "sync"}).json()["data"] == []
+    with pytest.raises(RuntimeError, match="still running"):
+        airbyte.start_reset(conn)
+    reset = airbyte.wait_for_job(reset_id)
+    assert reset.status == "succeeded" and reset.records_committed == {} and reset.writer_calls == 0
+    assert sync(client, conn)["job"]["configType"] == "sync"  # free once the reset ended
+    assert_clean(airbyte)
+
+
+def test_connections_listed_twice(airbyte: FakeAirbyte, client: httpx.Client) -> None:
+    home, other = airbyte.add_workspace("home"), airbyte.add_workspace("other")
+    conn = airbyte.add_connection("shop", workspace_id=home)
+    airbyte.list_twice(conn)
+    first = client.get("/api/public/v1/connections", params={"workspaceIds": home, "limit": 1}).json()
+    second = httpx.get(first["next"]).json()
+    assert [c["connectionId"] for c in first["data"] + second["data"]] == [conn, conn]
+    airbyte.list_twice(conn, workspace_id=other)
+    for workspace in (home, other):
+        listed = client.post("/api/v1/connections/list", json={"workspaceId": workspace}).json()["connections"]
+        assert [(c["connectionId"], c["workspaceId"]) for c in listed] == [(conn, home)]
+    both = client.get("/api/public/v1/connections", params={"workspaceIds": f"{home},{other}"}).json()["data"]
+    assert [c["connectionId"] for c in both] == [conn, conn]
+    assert_clean(airbyte)
+
+
+def test_attempt_logs_without_attempt_ids(airbyte: FakeAirbyte, client: httpx.Client) -> None:
+    conn = airbyte.add_connection("faker")
+    airbyte.plan_attempts(conn, ["failed", "succeeded"])
+    airbyte.omit_attempt_ids(conn)
+    job_id = sync(client, conn)["job"]["id"]
+    airbyte.wait_for_job(job_id)
+    attempts = client.post("/api/v1/jobs/get", json={"id": job_id}).json()["attempts"]
+    assert [("id" in a["attempt"], bool(a["logs"]["logLines"])) for a in attempts] == [(False, True), (False, True)]
+    assert airbyte.requests_to("/jobs/get")[-1].injected
+    polled = client.post("/api/v1/jobs/get_without_logs", json={"id": job_id}).json()["attempts"]
+    assert [a["attempt"]["id"] for a in polled] == [0, 1]  # only the logs endpoint's shape
+    assert_clean(airbyte)

@@ -6,12 +6,20 @@ Airbyte's statuses in real time, driven by a ticker thread::
 
     pending → (queued) → running → (incomplete → running)* → succeeded | failed | cancelled
 
-Shapes follow the airbyte-platform v2.0.0 OpenAPI documents and ``shared/reference/airbyte-contract.md``:
-epoch-second timestamps (FailureReason.timestamp in ms), 0-based attempt ids, stats only once an attempt ends
-(``jobs/list`` shows in-progress numbers), 409 "A sync is already running for: <id>" in the body of several
-server versions, the slow ``connections/sync``, Basic / bearer / client-credentials auth and both token
-endpoints. Every request and response is checked against the spec (:mod:`support.openapi_check`); problems land
-in :attr:`FakeAirbyte.spec_violations`, which tests assert stays empty.
+Shapes follow the airbyte-platform v2.0.0 OpenAPI documents, ``shared/reference/airbyte-contract.md`` and what
+the platform's own converters send (research ``/tmp/research/airbyte-identity.md``; real-shape examples in
+``tests/airbyte-payloads``, compared with the fake's answers by ``tests/test_airbyte_payloads.py``): epoch-second
+timestamps (FailureReason.timestamp in ms), 0-based attempt ids, stats only once an attempt ends (``jobs/list``
+shows in-progress numbers), per-stream stats under the source's stream name (namespaces only where the platform
+sends them), ``aliasName`` recomputed on every read, destination-s3 folders named ``toS3SafeCharacters(prefix +
+name)``, 409 "A sync is already running for: <id>" in the body of several server versions (also while a reset
+runs), the slow ``connections/sync``, Basic / bearer / client-credentials auth and both token endpoints. Every
+request and response is checked against the spec (:mod:`support.openapi_check`); problems land in
+:attr:`FakeAirbyte.spec_violations`, which tests assert stays empty. What a real server is known to send outside
+the spec (a proxy's empty 204 or 502, a token 201, an unknown status, attempts without ids) is only sent when a
+test plans it, and is recorded as ``injected`` like a planned fault.
+
+Older server generations are a choice too (``stats_shape``: "current", "legacy_totals", "prefixed", "none").
 
 Usage::
 
@@ -26,7 +34,11 @@ Where things live:
 - ``server``: :class:`FakeAirbyte`, what tests use (setup, planned faults, inspection); ``loopback`` runs uvicorn.
 - ``state``: the options, Airbyte's objects, the tests' plans and the traffic seen; ``job_machine``: the jobs'
   statuses over time and the ticker that calls the writer.
-- ``gateway``: what every request goes through around its route (spec checks, faults, auth, 404/405, recording);
+- ``naming``: Airbyte's name rules, written here (not imported from the code under test): aliasName,
+  toS3SafeCharacters, the name and namespace the destination receives; ``catalog``: a connection's configured
+  streams as stored and as read back.
+- ``gateway``: what every request goes through around its route (spec checks, faults, replies replaced after the
+  handler ran, auth, 404/405, recording);
   ``routing``: the handlers' Call and Reply, and how a handler becomes a Starlette route.
 - The routes: ``auth`` (health and tokens), ``config_jobs``, ``config_connections``, ``config_provisioning``,
   ``public_api``; the bodies they answer: ``payloads`` and ``errors``; list filters and pages: ``paging``.

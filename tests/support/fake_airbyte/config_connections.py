@@ -1,7 +1,9 @@
 """The Config API's connection and workspace routes: ``connections/get|list|create|update`` and
-``workspaces/list`` / ``workspaces/list_by_organization_id``.
+``workspaces/list`` / ``workspaces/list_by_organization_id``. A connection ``list_twice`` put in another
+workspace is also listed there (the same connection reachable through two workspaces).
 
-A connection created through the API keeps the syncCatalog it was given; the fake refuses what Airbyte refuses in
+A connection created through the API keeps the syncCatalog it was given (reads show it as Airbyte's
+``CatalogConverter.toApi`` does: :mod:`support.fake_airbyte.catalog`); the fake refuses what Airbyte refuses in
 one (streams the source does not have, sync modes it does not support, incremental without a cursor, destination
 sync modes destination-s3 cannot write) with a 422.
 """
@@ -60,10 +62,12 @@ class ConfigConnections:
             if workspace_id not in self.state.workspaces:
                 return config_not_found("workspace", workspace_id, self.options.error_style)
             tombstones = bool(call.body.get("includeTombstone"))
+            twice = self.state.listed_twice
             found = [
                 connection_read(c)
                 for c in self.state.connections.values()
-                if c.workspace_id == workspace_id and (tombstones or c.status != "deprecated")
+                if (c.workspace_id == workspace_id or twice.get(c.connection_id, c.workspace_id) == workspace_id)
+                and (tombstones or c.status != "deprecated")
             ]
         return Reply(200, {"connections": found})
 

@@ -48,7 +48,7 @@ def micronaut(status: int, message: str, detail: str, path: str) -> Reply:
     body = {
         "message": message,
         "_links": {"self": {"href": path, "templated": False}},
-        "_embedded": {"errors": [{"message": detail}]},
+        "_embedded": {"errors": [{"message": detail, "_links": {}, "_embedded": {}}]},
     }
     return Reply(status, body)
 

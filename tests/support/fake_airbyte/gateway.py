@@ -7,7 +7,9 @@
 5. Starlette routes it (trailing slashes stripped): an unknown path gets Micronaut's 404, a known path with the
    wrong method its 405; a request that broke the spec gets 422 (Config API) or 400 (public API); else the
    route's handler answers, and a crash of the fake answers 500 and is listed in ``spec_violations``;
-6. a ``tamper_next`` mutation is applied, the reply is checked against the spec, recorded and sent.
+6. a reply planned with ``empty_reply_next`` / ``fail_trigger_after_create`` replaces the handler's (which did run:
+   a cancel still cancels, a trigger still created its job), as a proxy in between would (not validated);
+7. a ``tamper_next`` mutation is applied, the reply is checked against the spec, recorded and sent.
 """
 
 from __future__ import annotations
@@ -153,6 +155,9 @@ class Exchange:
         except Exception as exc:
             reply = self.crashed(exc)
         assert isinstance(reply, Reply)
+        plan = self.gateway.state.take_after_plan(self.record.method, self.path, reply.status)
+        if plan is not None:  # something in between answers instead, after the server did its work
+            reply = Reply(plan.status, plan.body, content_type=plan.content_type, validate=False)
         return self.finish(reply)
 
     def crashed(self, exc: Exception) -> Reply:

@@ -18,6 +18,7 @@ import time
 import traceback
 from datetime import UTC, datetime
 
+from support.fake_airbyte.catalog import stream_names
 from support.fake_airbyte.state import FakeAttempt, FakeConnection, FakeJob, FakeOptions, FakeState, Outcome
 
 BYTES_PER_RECORD = 128
@@ -110,11 +111,10 @@ class JobMachine:
                 if now < attempt.planned_end:
                     return
                 if attempt.outcome == "succeeded" or commits(attempt.outcome):
-                    if options.writer is not None and job.config_type == "sync":
+                    if options.writer is not None and job.replicates:
                         job.writer_state = "due"  # the ticker calls the writer outside the lock
                         return
-                    count = options.records_per_stream if job.config_type == "sync" else 0
-                    written = dict.fromkeys(job.streams, count)
+                    written = dict.fromkeys(job.streams, options.records_per_stream) if job.replicates else {}
                     if commits(attempt.outcome):
                         self._end_attempt_failed(job, attempt, attempt.planned_end, attempt.outcome, written)
                     else:
@@ -124,21 +124,32 @@ class JobMachine:
             else:  # pragma: no cover - defensive
                 return
 
-    def create_job(self, connection: FakeConnection, now: float, config_type: str = "sync") -> FakeJob:
-        """A pending job for the connection, with the attempt outcomes the test planned for it."""
+    def create_job(
+        self, connection: FakeConnection, now: float, config_type: str = "sync", *, run_seconds: float | None = None
+    ) -> FakeJob:
+        """A pending job for the connection, with the attempt outcomes the test planned for it (a sync or refresh;
+        a reset always succeeds and only takes the plans meant for it: ``run_seconds``)."""
         state = self.state
+        names = {n.name: n for n in stream_names(connection)}
+        replicates = config_type in ("sync", "refresh")
         job = FakeJob(
             id=state.next_job_id,
             connection_id=connection.connection_id,
             config_type=config_type,
-            streams=list(connection.streams),
+            streams=list(names),
             created_at=now,
-            outcomes=state.plans.pop(connection.connection_id, ["succeeded"]),
-            stuck=connection.connection_id in state.stuck,
+            outcomes=state.plans.pop(connection.connection_id, ["succeeded"]) if replicates else ["succeeded"],
+            stuck=connection.connection_id in state.stuck and replicates,
             updated_at=now,
             phase_since=now,
+            names=names,
+            run_seconds=run_seconds,
         )
-        state.stuck.discard(connection.connection_id)
+        if replicates:
+            state.stuck.discard(connection.connection_id)
+        for report in state.status_reports:  # report_status() for the connection's next job
+            if report.job_id is None and report.connection_id == connection.connection_id:
+                report.job_id = job.id
         state.next_job_id += 1
         state.jobs[job.id] = job
         return job
@@ -147,11 +158,14 @@ class JobMachine:
         """The job's next attempt starts running at ``at``, with the outcome planned for its number."""
         number = len(job.attempts)
         outcome = job.outcomes[min(number, len(job.outcomes) - 1)]
-        planned_end = math.inf if job.stuck else at + self.options.job_seconds
+        seconds = self.options.job_seconds if job.run_seconds is None else job.run_seconds
+        planned_end = math.inf if job.stuck else at + seconds
         attempt = FakeAttempt(number, at, planned_end, outcome, updated_at=at)
         attempt.log_lines = [
             f"{log_time(at)} platform > Starting attempt {number} of job {job.id} (connection {job.connection_id})",
-            f"{log_time(at)} source > Reading streams: {', '.join(job.streams)}",
+            f"{log_time(at)} source > Reading streams: {', '.join(job.streams)}"
+            if job.replicates
+            else f"{log_time(at)} platform > Clearing streams: {', '.join(job.streams)}",
         ]
         job.attempts.append(attempt)
         job.started_at = job.started_at or at
@@ -160,6 +174,7 @@ class JobMachine:
     def cancel_job(self, job: FakeJob, at: float) -> None:
         """Cancel the job: a running attempt fails as a manual cancellation with what it had emitted."""
         job.cancelled = True
+        self.state.status_reports = [r for r in self.state.status_reports if r.job_id != job.id]
         if job.attempts and job.attempts[-1].status == "running":
             attempt = job.attempts[-1]
             progress = self.progress(job, attempt, at)
@@ -174,6 +189,7 @@ class JobMachine:
                 "timestamp": int(at * 1000),
             }
             attempt.status = "failed"
+            attempt.has_output = False
             attempt.ended_at = attempt.updated_at = at
             attempt.log_lines.append(f"{log_time(at)} platform > Attempt {attempt.id} cancelled")
         self._set_status(job, "cancelled", at)
@@ -182,9 +198,14 @@ class JobMachine:
         """In-progress stats of a running attempt (what the stats table shows to jobs/list)."""
         if attempt.status != "running":
             return attempt.stream_stats
-        fraction = min(0.95, max(0.0, (now - attempt.created_at) / max(self.options.job_seconds, 1e-6)))
-        emitted = int(self.options.records_per_stream * fraction) if job.config_type == "sync" else 0
-        return {name: stats(emitted, committed=emitted // 2) for name in job.streams}
+        if not job.replicates:
+            return {}  # a reset moves no records: the stats table has nothing for it
+        seconds = self.options.job_seconds if job.run_seconds is None else job.run_seconds
+        fraction = min(0.95, max(0.0, (now - attempt.created_at) / max(seconds, 1e-6)))
+        planned = self.options.records_per_stream
+        emitted = int(planned * fraction)
+        estimate = {"estimatedRecords": planned, "estimatedBytes": planned * BYTES_PER_RECORD}
+        return {name: {**stats(emitted, committed=emitted // 2), **estimate} for name in job.streams}
 
     # -- transitions -------------------------------------------------------------------------------------------
     @staticmethod
@@ -194,7 +215,9 @@ class JobMachine:
         job.updated_at = max(job.updated_at, at)
 
     def _end_attempt_succeeded(self, job: FakeJob, attempt: FakeAttempt, at: float, records: dict[str, int]) -> None:
-        attempt.stream_stats = {name: stats(int(records.get(name, 0))) for name in job.streams}
+        attempt.stream_stats = {}
+        if job.replicates:
+            attempt.stream_stats = {name: stats(int(records.get(name, 0))) for name in job.streams}
         for name, count in records.items():  # a writer may report streams the catalog does not list
             attempt.stream_stats.setdefault(name, stats(int(count)))
         attempt.status = "succeeded"
@@ -221,9 +244,9 @@ class JobMachine:
             **custom,
             "timestamp": int(at * 1000),
         }
-        emitted = self.options.records_per_stream // 2 if job.config_type == "sync" else 0
-        attempt.stream_stats = {name: stats(emitted, committed=0) for name in job.streams}
-        if committed is not None:  # what it wrote before failing is committed
+        emitted = self.options.records_per_stream // 2
+        attempt.stream_stats = {name: stats(emitted, committed=0) for name in job.streams} if job.replicates else {}
+        if committed is not None and job.replicates:  # what it wrote before failing is committed
             attempt.stream_stats = {name: stats(int(committed.get(name, 0))) for name in job.streams}
         attempt.status = "failed"
         attempt.ended_at = attempt.updated_at = at

@@ -35,7 +35,7 @@ class Reply:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
-    content_type: str = "application/json"
+    content_type: str | None = "application/json"  # None: no Content-Type (an empty body)
     validate: bool = True
 
 

@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from support.fake_airbyte.naming import s3_folder
 from support.fake_airbyte.state import STREAM_JSON_SCHEMA, FakeConnection, FakeJob, Writer
 
 if TYPE_CHECKING:
@@ -21,9 +22,13 @@ if TYPE_CHECKING:
 def airbyte_s3_writer(endpoint: S3Endpoint, bucket: str, rows_per_stream: int = 50) -> Writer:
     """A writer that lands real Parquet in the Airbyte S3 destination layout, one part per stream and job.
 
-    Key: ``airbyte/<source_name>/<stream>/<YYYY>_<MM>_<DD>_<epoch_ms>_0.parquet`` (epoch = job start, UTC).
+    Key: ``airbyte/<source_name>/<folder>/<YYYY>_<MM>_<DD>_<epoch_ms>_0.parquet`` (epoch = job start, UTC), the
+    project's path format ``${STREAM_NAME}/${YEAR}_${MONTH}_${DAY}_${EPOCH}_`` under ``s3_bucket_path =
+    airbyte/<source>``: ``<folder>`` is ``toS3SafeCharacters(prefix + name)`` of the name the destination receives
+    (research rule 3; no namespace folder in that format). Records carry that received name as their stream.
     Rows come from :class:`lakehouse_ingest.sources.embedded.records.RecordConverter` with ``sync_id = job.id`` and
     ``generation_id = 0`` over :data:`STREAM_JSON_SCHEMA`; objects carry ``x-amz-meta-ab-generation-id: 0``.
+    The result is keyed by the source's stream name, as Airbyte's stats are.
     """
     import pyarrow.parquet as pq
 
@@ -40,14 +45,16 @@ def airbyte_s3_writer(endpoint: S3Endpoint, bucket: str, rows_per_stream: int = 
         day = datetime.fromtimestamp(start, UTC)
         written: dict[str, int] = {}
         for stream in job.streams:
-            converter = RecordConverter(stream, columns, sync_id=job.id, generation_id=0)
+            names = job.names.get(stream)
+            received = names.destination_name if names is not None else stream
+            converter = RecordConverter(received, columns, sync_id=job.id, generation_id=0)
             emitted_ms = int(time.time() * 1000)
             lines = [
                 json.dumps(
                     {
                         "type": "RECORD",
                         "record": {
-                            "stream": stream,
+                            "stream": received,
                             "data": {
                                 "id": index,
                                 "name": f"{stream}-{index}",
@@ -62,7 +69,7 @@ def airbyte_s3_writer(endpoint: S3Endpoint, bucket: str, rows_per_stream: int = 
             table = converter.convert(lines)
             buffer = io.BytesIO()
             pq.write_table(table, buffer, compression="NONE")
-            key = f"airbyte/{connection.source_name}/{stream}/{day:%Y_%m_%d}_{start_ms}_0.parquet"
+            key = f"airbyte/{connection.source_name}/{s3_folder(received)}/{day:%Y_%m_%d}_{start_ms}_0.parquet"
             with client_lock:
                 client.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue(), Metadata={"ab-generation-id": "0"})
             written[stream] = table.num_rows

@@ -7,6 +7,7 @@ Its options and collections (``jobs``, ``requests``, ``spec_violations``, ...) l
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -22,14 +23,15 @@ from support.fake_airbyte.config_provisioning import ConfigProvisioning
 from support.fake_airbyte.gateway import Gateway
 from support.fake_airbyte.job_machine import JobMachine, check_outcomes
 from support.fake_airbyte.loopback import LoopbackServer
-from support.fake_airbyte.payloads import default_connection_read
 from support.fake_airbyte.public_api import PublicApi
 from support.fake_airbyte.state import (
     DEFAULT_ORGANIZATION_ID,
     FAKER_DEFINITION_ID,
     S3_DEFINITION_ID,
+    STATS_SHAPES,
     TERMINAL_STATUSES,
     WRITE_OPERATIONS,
+    AfterPlan,
     AuthMode,
     ErrorStyle,
     FakeActor,
@@ -43,6 +45,8 @@ from support.fake_airbyte.state import (
     Fault,
     Outcome,
     RecordedRequest,
+    StatsShape,
+    StatusReport,
     Tamper,
     Writer,
     fake_stream,
@@ -75,6 +79,12 @@ class FakeAirbyte:
     ``token_expires_in`` (the ``expires_in`` the public token endpoint reports, default the real TTL) and
     ``checker`` (an :class:`OpenApiChecker`) and ``actor_page_size`` (``sources/list`` / ``destinations/list``
     answer pages of that size with ``page_size``, followed by ``cursor`` = the last id, as newer servers do).
+
+    Server generations and odd answers (``tests/airbyte-payloads`` has real examples of each shape):
+    ``stats_shape`` ("current" | "legacy_totals" | "prefixed" | "none": how jobs report their counts, see
+    :data:`~support.fake_airbyte.state.StatsShape`; per connection with ``add_connection(stats_shape=...)`` or
+    :meth:`set_stats_shape`) and ``token_status`` (the status both token endpoints answer with, e.g. 201 as
+    dagster-airbyte's fixtures mock it; not what Airbyte answers, so recorded as injected).
     """
 
     # The constructor's options, and what the fake holds and saw.
@@ -96,6 +106,8 @@ class FakeAirbyte:
     error_style = _Via("options")
     checker = _Via("options")
     actor_page_size = _Via("options")
+    stats_shape = _Via("options")
+    token_status = _Via("options")
     workspaces = _Via("state")
     connections = _Via("state")
     sources = _Via("state")
@@ -128,11 +140,14 @@ class FakeAirbyte:
         token_expires_in: int | None = None,
         checker: OpenApiChecker | None = None,
         actor_page_size: int | None = None,
+        stats_shape: StatsShape = "current",
+        token_status: int = 200,
     ) -> None:
         if auth not in {"none", "basic", "bearer", "client_credentials"}:
             raise ValueError(f"unknown auth mode {auth!r}")
         if error_style not in {"v0", "v1", "head"}:
             raise ValueError(f"unknown error style {error_style!r}")
+        _check_shape(stats_shape)
         self.options = FakeOptions(
             auth=auth,
             username=username,
@@ -152,6 +167,8 @@ class FakeAirbyte:
             error_style=error_style,
             checker=checker or default_checker(),
             actor_page_size=actor_page_size,  # sources/list and destinations/list page like newer servers
+            stats_shape=stats_shape,
+            token_status=token_status,
         )
         self.state = FakeState()
         self.machine = JobMachine(self.state, self.options)
@@ -233,14 +250,61 @@ class FakeAirbyte:
         status: str = "active",
         streams: Iterable[str] = ("users",),
         source_name: str | None = None,
+        prefix: str = "",
+        namespace_definition: str = "customformat",
+        namespace_format: str | None = None,
+        stream_namespaces: dict[str, str] | None = None,
+        sync_modes: dict[str, tuple[str, str]] | None = None,
+        primary_keys: dict[str, list[list[str]]] | None = None,
+        cursor_fields: dict[str, list[str]] | None = None,
+        stats_shape: StatsShape | None = None,
     ) -> str:
-        """A connection (namespace = custom format ``source_name``, default its name); returns its id."""
+        """A connection to destination-s3 writing under ``airbyte/<source_name>/`` (default its name); returns its id.
+
+        By default as before: namespace = custom format ``source_name``, no prefix, every stream full refresh /
+        append keyed by ``id``. Like a connection configured in the platform: ``prefix`` (prepended to each
+        stream's name as the destination receives it), ``namespace_definition`` ("source" | "destination" |
+        "customformat") and ``namespace_format`` (as stored; for "customformat" None means ``source_name``), per
+        stream its source namespace (``stream_namespaces``), ``(syncMode, destinationSyncMode)`` (``sync_modes``),
+        ``primary_keys`` and ``cursor_fields`` (incremental streams default to ``["updated_at"]``), and the server
+        generation its jobs report counts as (``stats_shape``; None: the fake's).
+        """
         if status not in {"active", "inactive", "deprecated", "locked"}:
             raise ValueError(f"unknown connection status {status!r}")
+        if namespace_definition not in {"source", "destination", "customformat"}:
+            raise ValueError(f"unknown namespace definition {namespace_definition!r} (the Config API's spelling)")
+        if stats_shape is not None:
+            _check_shape(stats_shape)
+        streams = list(streams)
+        for what, given in (
+            ("stream_namespaces", stream_namespaces),
+            ("sync_modes", sync_modes),
+            ("primary_keys", primary_keys),
+            ("cursor_fields", cursor_fields),
+        ):
+            unknown = set(given or {}) - set(streams)
+            if unknown:
+                raise ValueError(f"{what} names streams the connection does not have: {sorted(unknown)}")
+        source_name = source_name or name
+        if namespace_definition == "customformat" and namespace_format is None:
+            namespace_format = source_name
         with self.state.lock:
             workspace_id = self._default_workspace(workspace_id)
             connection = FakeConnection(
-                str(uuid.uuid4()), name, workspace_id, status, list(streams), source_name or name
+                str(uuid.uuid4()),
+                name,
+                workspace_id,
+                status,
+                streams,
+                source_name,
+                namespace_definition=namespace_definition,
+                namespace_format=namespace_format,
+                prefix=prefix,
+                stream_namespaces=dict(stream_namespaces or {}),
+                sync_modes={k: (v[0], v[1]) for k, v in (sync_modes or {}).items()},
+                primary_keys={k: [list(p) for p in v] for k, v in (primary_keys or {}).items()},
+                cursor_fields={k: list(v) for k, v in (cursor_fields or {}).items()},
+                stats_shape=stats_shape,
             )
             self.state.connections[connection.connection_id] = connection
         return connection.connection_id
@@ -249,11 +313,19 @@ class FakeAirbyte:
         """Configure one stream of a connection, as a user editing it in the Airbyte UI would."""
         with self.state.lock:
             conn = self.state.connections[connection_id]
-            streams = conn.catalog or default_connection_read(conn)["syncCatalog"]["streams"]
-            for item in streams:
+            if conn.catalog is None:
+                conn.sync_modes[stream] = (sync_mode, destination_sync_mode)
+                return
+            for item in conn.catalog:
                 if item["stream"]["name"] == stream:
                     item["config"].update(syncMode=sync_mode, destinationSyncMode=destination_sync_mode)
-            conn.catalog = streams
+
+    def set_stats_shape(self, connection_id: str, shape: StatsShape | None) -> None:
+        """How the connection's jobs report their counts from now on (None: as the fake does)."""
+        if shape is not None:
+            _check_shape(shape)
+        with self.state.lock:
+            self.state.connections[connection_id].stats_shape = shape
 
     def set_connection_status(self, connection_id: str, status: str) -> None:
         with self.state.lock:
@@ -303,6 +375,118 @@ class FakeAirbyte:
             raise ValueError(f"unknown conflict style {style!r}")
         with self.state.lock:
             self.state.forced_conflicts.append(style)
+
+    def persistent_failure(
+        self,
+        method: str,
+        path_suffix: str,
+        status: int = 503,
+        *,
+        retry_after: float | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> None:
+        """Every matching request gets ``status`` (as :meth:`fail_next`) until :meth:`clear_failures`."""
+        fault = Fault(method.upper(), path_suffix.rstrip("/"), status, math.inf, retry_after, body)
+        with self.state.lock:
+            self.state.faults.append(fault)
+
+    def clear_failures(self, method: str | None = None, path_suffix: str | None = None) -> int:
+        """Forget the planned failures (of ``fail_next`` and ``persistent_failure``) matching the method and the
+        path suffix (None: any); returns how many plans were dropped."""
+        with self.state.lock:
+            keep = [
+                f
+                for f in self.state.faults
+                if not (
+                    (method is None or f.method == method.upper())
+                    and (path_suffix is None or f.suffix == path_suffix.rstrip("/"))
+                )
+            ]
+            dropped = len(self.state.faults) - len(keep)
+            self.state.faults = keep
+        return dropped
+
+    def empty_reply_next(self, method: str, path_suffix: str, status: int = 204, count: int = 1) -> None:
+        """The next ``count`` matching requests are handled as usual (a cancel still cancels), then answered with
+        ``status`` and an empty body, as a proxy in between may (research rule 6: Airbyte itself never answers
+        204 on these endpoints); recorded as injected."""
+        plan = AfterPlan(((method.upper(), path_suffix.rstrip("/")),), status, None, None, count)
+        with self.state.lock:
+            self.state.after_plans.append(plan)
+
+    def fail_trigger_after_create(self, status: int = 502) -> None:
+        """The next sync trigger (``connections/sync`` or public ``POST /jobs``) that creates a job does so (the job
+        runs on), then is answered ``status`` (502 or 504: a gateway's HTML body) instead of the job: the client
+        cannot tell whether a job exists (``startNewManualSync`` creates the job before it answers: research
+        rule 5). Recorded as injected."""
+        titles = {502: "502 Bad Gateway", 503: "503 Service Temporarily Unavailable", 504: "504 Gateway Time-out"}
+        title = titles.get(status, f"{status} Error")
+        html = (
+            f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n"
+            "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+        )
+        routes = (("POST", f"{CONFIG_PREFIX}/connections/sync"), ("POST", f"{PUBLIC_PREFIX}/jobs"))
+        plan = AfterPlan(routes, status, html, "text/html", 1, created_only=True)
+        with self.state.lock:
+            self.state.after_plans.append(plan)
+
+    def report_status(self, job_or_connection: int | str, raw_status: str = "throttled", polls: int = 1) -> None:
+        """The next ``polls`` reads of a job (``jobs/get``, ``jobs/get_without_logs``, ``jobs/get_light``, public
+        ``GET /jobs/{id}``) show ``raw_status``, a status this client may not know, then the real one: "an unknown
+        status that recovers". Lists show it too meanwhile (without counting); a cancel ends it.
+
+        ``job_or_connection``: a job id, or a connection id (its running job, else its next job). Such replies are
+        not validated (the spec does not know the status) and are recorded as injected.
+        """
+        if polls < 1:
+            raise ValueError("polls must be at least 1")
+        with self.state.lock:
+            if isinstance(job_or_connection, int):
+                job = self.state.jobs[job_or_connection]
+                report = StatusReport(job.connection_id, job.id, raw_status, polls)
+            else:
+                if job_or_connection not in self.state.connections:
+                    raise KeyError(f"unknown connection {job_or_connection}")
+                active = self.state.active_job(job_or_connection)
+                report = StatusReport(job_or_connection, active.id if active else None, raw_status, polls)
+            self.state.status_reports.append(report)
+
+    def start_reset(
+        self, connection_id: str, *, seconds: float | None = None, config_type: str = "reset_connection"
+    ) -> int:
+        """Start a reset (a clear: Airbyte stores both as ``reset_connection``) of every stream of the connection, as
+        the Airbyte UI would; it runs ``seconds`` (default ``job_seconds``) and writes nothing. Meanwhile a sync
+        trigger answers 409 "A sync is already running for: <id>" (one workflow per connection). ``config_type
+        ="refresh"`` starts a refresh instead (a replication job that writes like a sync). Returns the job id."""
+        if config_type not in {"reset_connection", "refresh"}:
+            raise ValueError(f"start_reset starts reset_connection or refresh jobs, not {config_type!r}")
+        with self.state.lock:
+            now = time.time()
+            self.machine.advance_all(now)
+            conn = self.state.connections[connection_id]
+            running = self.state.active_job(connection_id)
+            if running is not None:
+                raise RuntimeError(f"job {running.id} is still running for connection {connection_id}")
+            return self.machine.create_job(conn, now, config_type, run_seconds=seconds).id
+
+    def list_twice(self, connection_id: str, *, workspace_id: str | None = None) -> None:
+        """List the connection twice: without ``workspace_id``, public ``GET /connections`` returns it again right
+        after itself (so on the next page when a page ends with it, as offset paging does when rows move);
+        with ``workspace_id``, listings of that other workspace return it too (Config ``connections/list`` and
+        public ``GET /connections?workspaceIds=``), as when one connection is reachable through two workspaces
+        (``tests/airbyte-payloads/public_connections_list_duplicates.json``)."""
+        with self.state.lock:
+            if connection_id not in self.state.connections:
+                raise KeyError(f"unknown connection {connection_id}")
+            if workspace_id is not None and workspace_id not in self.state.workspaces:
+                raise KeyError(f"unknown workspace {workspace_id}")
+            self.state.listed_twice[connection_id] = workspace_id
+
+    def omit_attempt_ids(self, connection_id: str) -> None:
+        """``jobs/get`` answers for the connection's jobs carry attempts without ``id`` (a fixture shape: dagster-
+        airbyte's legacy ``dagster_airbyte_tests/utils.py``; the spec requires the id): recorded as injected."""
+        with self.state.lock:
+            self.state.connections[connection_id].attempt_ids = False
 
     def expire_tokens(self) -> None:
         """Every token issued so far is invalid (401) from now on."""
@@ -421,3 +605,8 @@ class FakeAirbyte:
                 if r.path.rstrip("/").endswith(path_suffix.rstrip("/"))
                 and (method is None or r.method == method.upper())
             ]
+
+
+def _check_shape(shape: str) -> None:
+    if shape not in STATS_SHAPES:
+        raise ValueError(f"unknown stats shape {shape!r} (one of {sorted(STATS_SHAPES)})")

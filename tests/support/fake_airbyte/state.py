@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from support.fake_airbyte.naming import StreamNames
 from support.openapi_check import CONFIG_PREFIX, OpenApiChecker
 
 DEFAULT_ORGANIZATION_ID = "00000000-0000-0000-0000-000000000000"  # OSS default organization (abctl)
@@ -48,6 +49,15 @@ Outcome = str | dict[str, Any]
 Writer = Callable[["FakeJob", "FakeConnection"], dict[str, int]]
 AuthMode = Literal["none", "basic", "bearer", "client_credentials"]
 ErrorStyle = Literal["v0", "v1", "head"]
+# How a server generation reports a job's counts (see payloads.py; research rule 4):
+# current: per-stream stats by source name (no prefix), recordsSynced = committed (servers >= v1.4);
+# legacy_totals: attempts carry only recordsSynced/bytesSynced/totalStats, aggregates zero (stats never persisted);
+# prefixed: per-stream stats under the prefixed name and mapped namespace, no aggregates (servers <= v0.50.21);
+# none: no count at all (aggregates zero, nothing on the attempts).
+StatsShape = Literal["current", "legacy_totals", "prefixed", "none"]
+STATS_SHAPES: frozenset[str] = frozenset({"current", "legacy_totals", "prefixed", "none"})
+# Job types that write to the destination (airbyte-platform Job.kt SYNC_REPLICATION_TYPES).
+REPLICATION_TYPES = frozenset({"sync", "refresh"})
 
 
 @dataclass
@@ -76,6 +86,8 @@ class FakeOptions:
     error_style: ErrorStyle
     checker: OpenApiChecker
     actor_page_size: int | None
+    stats_shape: StatsShape = "current"
+    token_status: int = 200  # anything else is not what Airbyte answers (research rule 6): see auth.py
 
 
 # -- Airbyte's objects -----------------------------------------------------------------------------------------------
@@ -102,9 +114,18 @@ class FakeConnection:
     # Set for connections created through the API: the stored syncCatalog streams and settings.
     catalog: list[dict[str, Any]] | None = None
     namespace_definition: str = "customformat"
-    namespace_format: str | None = None  # None: the source name
+    namespace_format: str | None = None  # as stored (absent from reads when None)
     prefix: str = ""
     schedule_type: str = "manual"
+    # For connections added by a test (no stored catalog): per stream, its source namespace, (syncMode,
+    # destinationSyncMode), primary key and cursor field; streams not listed keep the defaults.
+    stream_namespaces: dict[str, str] = field(default_factory=dict)
+    sync_modes: dict[str, tuple[str, str]] = field(default_factory=dict)
+    primary_keys: dict[str, list[list[str]]] = field(default_factory=dict)
+    cursor_fields: dict[str, list[str]] = field(default_factory=dict)
+    stats_shape: StatsShape | None = None  # None: the fake's
+    source_catalog_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    attempt_ids: bool = True  # False: jobs/get attempts come without their id (a fixture shape, injected)
 
 
 @dataclass
@@ -164,14 +185,17 @@ class FakeAttempt:
     failure: dict[str, Any] | None = None
     stream_stats: dict[str, dict[str, int]] = field(default_factory=dict)  # final stats, once ended
     log_lines: list[str] = field(default_factory=list)
+    # Whether the attempt ended with an output (its standardSyncSummary): a cancelled one has none, so only the
+    # stats table (jobs/list, the aggregates) knows what it moved.
+    has_output: bool = True
 
 
 @dataclass
 class FakeJob:
     id: int
     connection_id: str
-    config_type: str  # sync | reset_connection | clear
-    streams: list[str]
+    config_type: str  # sync | reset_connection | refresh
+    streams: list[str]  # the source's stream names of the configured catalog
     created_at: float
     outcomes: list[Outcome]
     stuck: bool = False
@@ -184,6 +208,13 @@ class FakeJob:
     writer_state: str | None = None  # None | "due" | "running" | "done"
     writer_calls: int = 0
     writer_error: str | None = None
+    names: dict[str, StreamNames] = field(default_factory=dict)  # by source name, as the job was created
+    run_seconds: float | None = None  # an attempt's duration (default: options.job_seconds)
+
+    @property
+    def replicates(self) -> bool:
+        """A job that writes to the destination (sync, refresh) rather than clearing it."""
+        return self.config_type in REPLICATION_TYPES
 
     @property
     def terminal(self) -> bool:
@@ -231,7 +262,7 @@ class Fault:
     method: str
     suffix: str
     status: int
-    remaining: int
+    remaining: float  # math.inf: until cleared (persistent_failure)
     retry_after: float | None
     body: dict[str, Any] | None
 
@@ -243,6 +274,31 @@ class Tamper:
     method: str
     suffix: str
     mutate: Callable[[Any], Any]
+
+
+@dataclass
+class AfterPlan:
+    """The next ``remaining`` requests matching one of ``routes`` (method, path suffix) run their handler, then
+    get this reply instead of the handler's (empty_reply_next, fail_trigger_after_create); ``created_only``: only
+    when the handler answered 200 (a trigger that created a job)."""
+
+    routes: tuple[tuple[str, str], ...]
+    status: int
+    body: Any
+    content_type: str | None
+    remaining: int
+    created_only: bool = False
+
+
+@dataclass
+class StatusReport:
+    """The next ``remaining`` reads of a job show ``raw`` as its status (report_status); ``job_id`` None until
+    the connection's next job exists."""
+
+    connection_id: str
+    job_id: int | None
+    raw: str
+    remaining: int
 
 
 class FakeState:
@@ -268,6 +324,11 @@ class FakeState:
         self.tampers: list[Tamper] = []
         self.slow_triggers: list[float] = []
         self.forced_conflicts: list[str] = []
+        self.after_plans: list[AfterPlan] = []
+        self.status_reports: list[StatusReport] = []
+        # Connections listed twice: id -> None (again on the next public page) or the id of another workspace
+        # whose listings also return it.
+        self.listed_twice: dict[str, str | None] = {}
         # What the fake saw.
         self.requests: list[RecordedRequest] = []
         self.spec_violations: list[str] = []
@@ -282,6 +343,31 @@ class FakeState:
                 if fault.remaining <= 0:
                     self.faults.remove(fault)
         return fault
+
+    def take_after_plan(self, method: str, path: str, status: int) -> AfterPlan | None:
+        """The reply planned to replace the handler's for this request (counted down), if any."""
+        with self.lock:
+            for plan in self.after_plans:
+                if plan.created_only and status != 200:
+                    continue
+                if any(method == m and path.endswith(suffix) for m, suffix in plan.routes):
+                    plan.remaining -= 1
+                    if plan.remaining <= 0:
+                        self.after_plans.remove(plan)
+                    return plan
+        return None
+
+    def reported_status(self, job: FakeJob, *, count: bool) -> str | None:
+        """The status a planned report shows for the job instead of its own; ``count``: this read uses one up."""
+        with self.lock:
+            report = next((r for r in self.status_reports if r.job_id == job.id), None)
+            if report is None:
+                return None
+            if count:
+                report.remaining -= 1
+                if report.remaining <= 0:
+                    self.status_reports.remove(report)
+            return report.raw
 
     def take_tamper(self, method: str, path: str) -> Tamper | None:
         """The tampering planned for the reply to this request (used once)."""
