@@ -44,8 +44,8 @@ class AirbyteApi(Protocol):
     def job_pages(self, connection_id: str, page_size: int) -> Iterator[list[Job]]:
         """The connection's sync jobs in any status, newest first, page by page."""
 
-    def cancel(self, job_id: int) -> Job:
-        """Ask the server to cancel the job."""
+    def cancel(self, job_id: int) -> Job | None:
+        """Ask the server to cancel the job; None when it accepted with an empty answer."""
 
     def get_connection(self, connection_id: str) -> Connection:
         """The connection; ConnectionNotFoundError for an unknown id."""
@@ -118,8 +118,9 @@ class AirbyteClient(ConfigProvisioning):
         page = next(iter(self.api.job_pages(connection_id, count)), [])
         return [j for j in page if j.connection_id in ("", connection_id)]
 
-    def cancel_job(self, job_id: int) -> Job:
-        """Ask the server to cancel the job."""
+    def cancel_job(self, job_id: int) -> Job | None:
+        """Ask the server to cancel the job: the job as it answered, or None when it accepted with an empty answer
+        (no Airbyte server does; a proxy in between can)."""
         return self.api.cancel(job_id)
 
     def job_logs(self, job_id: int) -> list[tuple[int, list[str]]]:

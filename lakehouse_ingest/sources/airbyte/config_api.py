@@ -103,12 +103,12 @@ class ConfigApi:
         for page in config_pages(self.http, url, request, "jobs", page_size, connection_id):
             yield [Job.from_config_api(j) for j in page]
 
-    def cancel(self, job_id: int) -> Job:
-        """Ask the server to cancel the job (an empty answer, from a proxy in between, is read back)."""
+    def cancel(self, job_id: int) -> Job | None:
+        """Ask the server to cancel the job; None when it accepted with an empty answer (a proxy in between)."""
         job: Job | None = self.post(
             "jobs/cancel", {"id": job_id}, parse=Job.from_config_api, job_id=job_id, empty_ok=True
         )
-        return job if job is not None else self.get_job(job_id)
+        return job
 
     def job_logs(self, job_id: int) -> list[tuple[int, list[str]]]:
         """Each attempt's log lines (``jobs/get``); an attempt without an id is numbered by its position."""

@@ -61,11 +61,11 @@ class PublicApi:
         for page in public_pages(self.http, f"{self.base}/jobs", params, page_size, connection_id):
             yield [job for job in (Job.from_public_api(j) for j in page) if job.writes_data]
 
-    def cancel(self, job_id: int) -> Job:
-        """Ask the server to cancel the job (an empty answer, from a proxy in between, is read back)."""
+    def cancel(self, job_id: int) -> Job | None:
+        """Ask the server to cancel the job; None when it accepted with an empty answer (a proxy in between)."""
         url = f"{self.base}/jobs/{job_id}"
-        job = self.http.request("DELETE", url, parse=Job.from_public_api, job_id=job_id, empty_ok=True)
-        return job if job is not None else self.get_job(job_id)
+        job: Job | None = self.http.request("DELETE", url, parse=Job.from_public_api, job_id=job_id, empty_ok=True)
+        return job
 
     # -- connections and workspaces -----------------------------------------------------------------------------
     def get_connection(self, connection_id: str) -> Connection:
