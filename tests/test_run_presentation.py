@@ -51,7 +51,7 @@ def test_links_open_in_the_console_or_are_plain_text(monkeypatch: pytest.MonkeyP
     assert location_url(prefix, None) is None and location_url("/tmp/lake/x", console) is None
     assert location_markdown("/tmp/lake/x", console) == "`/tmp/lake/x`"
     assert location_markdown("s3://b/k", None) == "`s3://b/k`"
-    assert location_markdown("s3://b/k", console) == "[`s3://b/k`](http://localhost:9001/browser/b/k)"
+    assert location_markdown("s3://b/k_1", console) == r"[s3://b/k\_1](http://localhost:9001/browser/b/k_1)"
     monkeypatch.setenv("LAKE_CONSOLE_URL", "http://minio.local:9001/")
     assert console_url() == "http://minio.local:9001"
     monkeypatch.setenv("LAKE_CONSOLE_URL", "minio.local:9001")  # not an absolute URL: no links rather than bad ones
@@ -63,7 +63,7 @@ def test_links_markdown_never_holds_a_relative_link() -> None:
     locate(reports, "/tmp/lake/bronze", "s3://silver")
     local = links_markdown(reports, "http://console:9001")
     assert "`/tmp/lake/bronze/airbyte/faker/users/`" in local and "](/" not in local
-    assert "[`s3://silver/faker/users`](http://console:9001/browser/silver/faker%2Fusers%2F)" in local
+    assert "[s3://silver/faker/users](http://console:9001/browser/silver/faker%2Fusers%2F)" in local
     plain = links_markdown(reports, None)
     assert "](" not in plain and "LAKE_CONSOLE_URL" in plain
 

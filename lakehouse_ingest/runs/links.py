@@ -11,6 +11,7 @@ can open. A local path is not one (it would resolve against the Prefect server, 
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 from pydantic import AliasChoices, Field
@@ -47,9 +48,12 @@ def location_url(location: str, console: str | None, folder: bool = False) -> st
 
 
 def location_markdown(location: str, console: str | None, folder: bool = False) -> str:
-    """``location`` as markdown: a link to the console when there is one, else inline code (plain text)."""
+    """``location`` as markdown: a link to the console when there is one (its text the location itself; Prefect's
+    renderer shows code inside link text as raw backticks), else inline code (plain text)."""
     if not location:
         return ""
-    text = f"`{location}`"
     url = location_url(location, console, folder)
-    return f"[{text}]({url})" if url else text
+    if url is None:
+        return f"`{location}`"
+    text = re.sub(r"([\\`*_\[\]<>])", r"\\\1", location)
+    return f"[{text}]({url})"
