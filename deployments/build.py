@@ -7,9 +7,9 @@ The catalog becomes ``DeploymentPlan``s first (plain data, easy to test and to p
 Entrypoints are module paths (``flows.bronze.flow.bronze_ingest``): the worker imports the installed project;
 the one pull step says so (``deployments.steps``), nothing is copied or pulled at run time. Every bronze
 deployment has a concurrency limit of one run (a second run is skipped, or queued with ``overlap: queue``), so
-one source never syncs twice at once. Silver has none: its runs proceed side by side, and merges into one table
-never overlap (each holds the table's own concurrency slot). A parameter the flow does not take is refused when
-the run is created (the parameter schema allows no others).
+one source never syncs twice at once. Silver has none: its runs proceed side by side, and runs of one source take
+turns (each holds its sources' one-slot global concurrency limit), so merges into one table never overlap. A
+parameter the flow does not take is refused when the run is created (the parameter schema allows no others).
 """
 
 from __future__ import annotations
@@ -95,8 +95,8 @@ def plan_deployments(catalog: Catalog, catalog_path: str | None) -> list[Deploym
                 tags=[*defaults.tags, "silver"],
                 description="Merge the batches each bronze run hands off into their silver Delta tables, streams "
                 f"side by side (run once per bronze run and source, on {EVENT_BATCHES_VALIDATED}).",
-                # No run limit: runs of different sources merge at the same time; merges into one table never
-                # overlap (tasks.silver.table_slot), and every batch is applied exactly once by its Delta commit.
+                # No run limit: runs of different sources merge at the same time; runs of one source take turns
+                # (tasks.silver.source_slots), and every batch is applied exactly once by its Delta commit.
                 overlap="parallel",
                 paused=False,
                 job_variables=merged_job_variables(defaults.job_variables, defaults.silver.job_variables),

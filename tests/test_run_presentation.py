@@ -37,7 +37,7 @@ def test_run_names_say_what_ran_and_when() -> None:
     assert naming.silver_run_name([], ["faker"]) == "silver-faker-pending"
     assert naming.run_tags(["faker", "faker"], [("faker", "users")]) == ["source:faker", "stream:faker.users"]
     assert naming.artifact_key("bronze-checks", "Shop_DB", "Order Items") == "bronze-checks-shop-db-order-items"
-    assert naming.table_limit_name("shop", "a&b/c") == "silver-table:shop.a_b_c"
+    assert naming.source_limit_name("a&b/c") == "silver-source:a_b_c"
 
 
 def test_links_open_in_the_console_or_are_plain_text(monkeypatch: pytest.MonkeyPatch) -> None:

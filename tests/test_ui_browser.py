@@ -142,10 +142,7 @@ def test_the_failed_batch_has_a_failed_task(ui_run: UiRun, ui: str) -> None:
     assert ui_run.failed_task.state.is_failed()
     # the V2 page lists the task's logs: an error line per failed check
     logged = [f"faker.users: check '{name}' failed" for name in FAILED_CHECKS] if ui else []
-    page = _page(
-        ui_run, f"{ui}/runs/task-run/{ui_run.failed_task.id}", ["validate-faker-users", "Failed", *logged], "ui-task"
-    )
-    assert "stream:faker.users" in page.text
+    _page(ui_run, f"{ui}/runs/task-run/{ui_run.failed_task.id}", ["validate-faker-users", "Failed", *logged], "ui-task")
 
 
 @UIS

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from prefect import get_run_logger, tags
+from prefect import get_run_logger
 from prefect.futures import PrefectFuture
 
 from lakehouse_ingest.bronze.batch import StreamBatch
 from lakehouse_ingest.bronze.checks.validate import BatchValidation
 from lakehouse_ingest.catalog.sources import SourceEntry
-from lakehouse_ingest.runs.naming import run_tags
 from lakehouse_ingest.runs.status import StreamReport, StreamStatus
 from lakehouse_ingest.runs.summary import failed_checks_detail
 from lakehouse_ingest.settings import IngestSettings
@@ -45,12 +44,14 @@ def validate_and_hand_off(
     source name).
     """
     aliases = aliases or {}
-    validations: dict[str, PrefectFuture[BatchValidation]] = {}
-    for name, batch in batches.items():
-        with tags(*run_tags([batch.source], [(batch.source, name)])):
-            validations[name] = validate_batch_task.submit(
-                batch, settings.bronze_uri, source.checks_for(name, *([aliases[name]] if name in aliases else []))
-            )
+    # No per-stream tags on these tasks: Prefect looks up tag concurrency limits for every distinct set of task
+    # tags, with a service thread and an HTTP client each (seconds per stream); the flow run carries the tags.
+    validations: dict[str, PrefectFuture[BatchValidation]] = {
+        name: validate_batch_task.submit(
+            batch, settings.bronze_uri, source.checks_for(name, *([aliases[name]] if name in aliases else []))
+        )
+        for name, batch in batches.items()
+    }
     reports = []
     for name, batch in batches.items():
         report = StreamReport(
@@ -70,8 +71,7 @@ def validate_and_hand_off(
             validation: BatchValidation = future.result()
             _checked(report, validation)
             report.status, report.detail = StreamStatus.HANDOFF_FAILED, "manifest not published"
-            with tags(*run_tags([batch.source], [(batch.source, name)])):
-                report.manifest = hand_off_batch_task(batch, validation, settings.bronze_uri, settings.silver_uri)
+            report.manifest = hand_off_batch_task(batch, validation, settings.bronze_uri, settings.silver_uri)
             report.detail = report.manifest
             report.status = StreamStatus.HANDED_OFF
         except Exception as exc:  # a storage outage after retries: report it, keep going with other streams

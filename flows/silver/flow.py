@@ -3,7 +3,8 @@
 With ``manifests`` (what the ``bronze.batches.validated`` event carries: every batch one bronze run handed off
 for a source) it merges those batches; otherwise it finds, for the selected sources, every manifest whose sync
 id is not yet in its silver table. Batches of one stream are merged one after the other in sync order; different
-streams run concurrently; merges into one table never overlap across runs (``tasks.silver.table_slot``).
+streams run concurrently; silver runs of one source take turns (``tasks.silver.source_slots``), so merges into
+one table never overlap.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from prefect import flow, get_run_logger, tags
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -24,7 +25,7 @@ from lakehouse_ingest.runs.naming import run_tags
 from lakehouse_ingest.runs.parameters import Names, SilverParameters, Text, checked
 from lakehouse_ingest.runs.status import MergeStatus
 from lakehouse_ingest.silver.result import SilverResult
-from tasks.silver import apply_batch_task, pending_batches_task
+from tasks.silver import apply_batch_task, pending_batches_task, source_slots
 
 ARTIFACT_KEY = "silver-merge-summary"
 
@@ -78,7 +79,8 @@ def silver_merge(
         found = [pending_batches_task.submit(n, bronze_uri, settings.silver_uri) for n in names]
         batches = [batch for future in found for batch in future.result()]
     tag_this_run(run_tags({b.source for b in batches}, {(b.source, b.stream) for b in batches}))
-    rows = _merge_in_sync_order(batches, bronze_uri, settings.silver_uri)
+    with source_slots(b.source for b in batches):
+        rows = _merge_in_sync_order(batches, bronze_uri, settings.silver_uri)
     create_table_artifact(
         key=ARTIFACT_KEY,
         table=rows or [{"result": "nothing to merge"}],
@@ -106,8 +108,7 @@ def _merge_in_sync_order(batches: list[BatchKey], bronze_uri: str, silver_uri: s
         previous: PrefectFuture[SilverResult] | None = None
         for batch in chain:
             after: list[PrefectFuture[Any]] = [previous] if previous is not None else []
-            with tags(*run_tags([batch.source], [(batch.source, batch.stream)])):
-                previous = apply_batch_task.submit(batch, bronze_uri, silver_uri, wait_for=after, return_state=False)
+            previous = apply_batch_task.submit(batch, bronze_uri, silver_uri, wait_for=after, return_state=False)
             futures.append((batch, previous))
     rows = []
     for batch, future in futures:

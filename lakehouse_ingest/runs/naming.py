@@ -6,7 +6,7 @@
   run looks the batches up itself;
 - tags: ``source:<source>`` and ``stream:<source>.<stream>`` (filters in the Runs list);
 - artifact keys: lowercase letters, digits and dashes (Prefect's rule);
-- one global concurrency limit per silver table, ``silver-table:<source>.<stream>``.
+- one global concurrency limit per source for silver, ``silver-source:<source>``.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def artifact_key(*parts: str) -> str:
     return _ARTIFACT_KEY.sub("-", text).strip("-")
 
 
-def table_limit_name(source: str, stream: str) -> str:
-    """The global concurrency limit (one slot) that keeps merges into one silver table from overlapping."""
-    return _NAME_BANNED.sub("_", f"silver-table:{source}.{stream}")
+def source_limit_name(source: str) -> str:
+    """The global concurrency limit (one slot) that keeps silver runs of one source, hence merges into one of its
+    tables, from overlapping."""
+    return _NAME_BANNED.sub("_", f"silver-source:{source}")

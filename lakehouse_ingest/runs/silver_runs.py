@@ -6,9 +6,10 @@ source is validated and handed off: its payload lists all their manifests, and t
 the streams side by side. A source with 20 streams then costs one flow run (one worker pickup, one process start)
 instead of 20 runs queued one after the other behind a concurrency limit of one.
 
-Merges of one table never overlap, whichever runs they belong to: each merge holds the table's global
-concurrency slot (``runs.naming.table_limit_name``). Exactly once is the Delta table's business as before (the
-batch is recorded in the commit; a lost commit race is retried).
+Merges of one table never overlap, whichever runs they belong to: a silver run holds its sources' one-slot global
+concurrency limits while it merges (``runs.naming.source_limit_name``), and merges a table's batches one after the
+other. Exactly once is the Delta table's business as before (the batch is recorded in the commit; a lost commit
+race is retried).
 """
 
 from __future__ import annotations
