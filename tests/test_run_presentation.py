@@ -71,7 +71,7 @@ def test_links_markdown_never_holds_a_relative_link() -> None:
 def test_failure_message_lists_every_failed_check_of_every_stream_once() -> None:
     users = StreamReport("faker", "users", StreamStatus.FAILED_VALIDATION, detail=failed_checks_detail(CHECKS))
     ok = StreamReport("faker", "products", StreamStatus.HANDED_OFF, detail="m.json")
-    down = source_report("crm", StreamStatus.SYNC_FAILED, "connector read failed (exit 1): boom")
+    down = source_report("crm", StreamStatus.SYNC_FAILED, "crm: connector read failed (exit 1): boom")
     message = failure_message([users, ok, down])
     assert message.startswith("2 of 3 stream batch(es) failed: faker.users failed validation: ")
     assert message.count("faker.users") == 1 and "faker.products" not in message

@@ -53,8 +53,17 @@ def failure_message(reports: Sequence[StreamReport]) -> str:
     'accepted_values(gender)' failed in ...: ... | faker.purchases failed validation: ...``
     """
     bad = failed(reports)
-    parts = [f"{r.name} {_FAILED_AS.get(r.status, r.status.value)}: {r.detail or 'no detail'}" for r in bad]
+    parts = [f"{r.name} {_FAILED_AS.get(r.status, r.status.value)}: {_unprefixed(r)}" for r in bad]
     return f"{len(bad)} of {len(reports)} stream batch(es) failed: " + " | ".join(parts)
+
+
+def _unprefixed(report: StreamReport) -> str:
+    """The report's detail without the stream's name in front (errors of the core often start with it)."""
+    detail = report.detail or "no detail"
+    for prefix in (f"{report.name}: ", f"{report.source}: "):
+        if detail.startswith(prefix):
+            return detail[len(prefix) :]
+    return detail
 
 
 def locate(reports: Sequence[StreamReport], bronze_uri: str, silver_uri: str) -> None:
