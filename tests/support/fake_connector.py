@@ -4,7 +4,8 @@
 It speaks the real protocol (spec / check / discover / read) and its behaviour comes from its config:
 ``stream_name`` (default "items"), ``records`` (how many to emit), ``fail_with`` (emit a TRACE error
 with this message after the records and exit 1), ``exit_code`` (``read`` exits with it, silently),
-``check_fails`` (``check`` reports FAILED with it).
+``check_fails`` (``check`` reports FAILED with it: the config is rejected), ``check_crashes`` (``check`` reports a
+transient TRACE error with it and exits 1, as the CDK does when a check cannot run).
 """
 
 import json
@@ -22,6 +23,7 @@ SPEC = {
             "fail_with": {"type": "string"},
             "exit_code": {"type": "integer"},
             "check_fails": {"type": "string"},
+            "check_crashes": {"type": "string"},
         },
     }
 }
@@ -55,6 +57,10 @@ def main() -> int:
     config = option("--config", {})
     if command == "spec":
         emit({"type": "SPEC", "spec": SPEC})
+    elif command == "check" and config.get("check_crashes"):
+        error = {"message": config["check_crashes"], "failure_type": "transient_error"}
+        emit({"type": "TRACE", "trace": {"type": "ERROR", "emitted_at": 1700000000000, "error": error}})
+        return 1
     elif command == "check":
         failure = config.get("check_fails")
         status = {"status": "FAILED", "message": failure} if failure else {"status": "SUCCEEDED"}

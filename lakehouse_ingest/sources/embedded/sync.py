@@ -92,7 +92,7 @@ def run_embedded_sync(
     started_at = datetime.now(UTC)
     sync_id = max(int(started_at.timestamp() * 1000), (state.last_sync_id or 0) + 1)
     started_at = datetime.fromtimestamp(sync_id / 1000, UTC)
-    connector = Connector(plan.executable, source.name)
+    connector = plan.connector()
     logger.info("%s: sync %s started (%d streams)", source.name, sync_id, len(plan.streams))
     with bronze.staging_dir() as staging:
         sinks = _open_sinks(plan, bronze, staging, sync_id, started_at, state.generations, compression, part_max_rows)
@@ -106,7 +106,7 @@ def run_embedded_sync(
             raise
     outcome = SyncOutcome(
         source=source.name,
-        connector=source.connector.requirement if source.connector else "",
+        connector=source.connector.describe if source.connector else "",
         sync_id=sync_id,
         started_at=started_at,
         finished_at=datetime.now(UTC),
@@ -179,7 +179,7 @@ def _pump(
     errors: list[str] = []
     records = 0
     next_progress = time.monotonic() + PROGRESS_EVERY_SECONDS
-    with connector.read(plan.source.config, plan.configured_catalog(), connector_state) as process:
+    with connector.read(plan.connector_config, plan.configured_catalog(), connector_state) as process:
         for chunk in process.chunks():
             for line in chunk:
                 stream = fast_record_stream(line)
@@ -198,7 +198,7 @@ def _pump(
         code = process.wait()
         if errors or code != 0:
             detail = errors[-1] if errors else process.stderr_tail()
-            raise ConnectorError(f"{plan.source.name}: connector read failed (exit {code}): {detail}")
+            raise ConnectorError(f"{plan.source.name}: connector read failed (exit {code}): {connector.scrub(detail)}")
     return latest_states
 
 
