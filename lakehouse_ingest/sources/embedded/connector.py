@@ -59,20 +59,20 @@ class _Launched:
             self.process = subprocess.Popen(argv, **popen)
         except BaseException:
             if guard is not None:
-                guard.close(container_may_run=True)
+                guard.close()
             raise
 
     def release(self) -> None:
-        """After the command: kill it if it still runs (its container removed), else release the guard."""
+        """After the command: kill it if it still runs; a container is removed either way."""
         if self._released:
             return
         self._released = True
         running = self.process.poll() is None
         if running:
             self.process.kill()
+        self.process.wait()  # the exit code first: removing the container must not lose it
         if self.guard is not None:
-            self.guard.close(container_may_run=running or self.process.returncode != 0)
-        self.process.wait()
+            self.guard.close()
 
 
 class Connector:

@@ -6,9 +6,11 @@ Through the Docker CLI, so whatever answers the Docker API does (Docker, Podman'
 read-only at ``/airbyte/lakehouse-config`` and removed afterwards (``connector._private_files``).
 
 Every container is named and labelled (``airbyte-lakehouse.owner = <host>:<pid>``) and removed on every way
-out: ``--rm`` when it ends; ``docker kill`` + ``docker rm -f`` when we stop it (cancellation, a timeout, an error
-while reading); a watchdog process per container removes it when this process dies without doing so (``kill
--9``, a crash); and the next planning removes the containers of owners that no longer run.
+out: ``docker rm -f`` once its command ended (after its exit code is read), or to stop it (cancellation, a
+timeout, an error while reading); a watchdog process per container removes it when this process dies without
+doing so (``kill -9``, a crash); and the next planning removes the containers of owners that no longer run.
+``--rm`` is not used: Podman's Docker API (4.3) loses the exit code of a container it removes itself (``docker
+run --rm ... sh -c 'exit 3'`` exits 0), and a connector's exit code decides whether its sync failed.
 
 An image is resolved once per plan (``resolve_image``: the ``pull`` policy applied, then inspected) and run by
 its id, so every command of a sync runs the very same image.
@@ -27,7 +29,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +73,7 @@ class ContainerRuntime:
 
     def argv(self, name: str, source: str, args: list[str], folder: Path | None) -> list[str]:
         """The ``docker run`` command of one protocol command (``args`` name files under the mounted folder)."""
-        command = [docker_cli(), "run", "--rm", "-i", "--name", name, "--pull", "never"]
+        command = [docker_cli(), "run", "-i", "--name", name, "--pull", "never"]
         command += ["--label", f"{LABEL_OWNER}={owner()}", "--label", f"{LABEL_SOURCE}={source}"]
         command += ["--network", self.network, "--log-driver", "none"]
         if self.memory:
@@ -259,11 +261,9 @@ def local_tags(reference: str) -> list[str]:
 
 
 def remove_container(name: str) -> None:
-    """Stop and remove a container of ours, whatever state it is in (absent is fine)."""
+    """Remove a container of ours, killing it if it runs (absent is fine)."""
     with contextlib.suppress(subprocess.TimeoutExpired, ConfigError, OSError):
-        _engine(["kill", name], timeout=30)
-    with contextlib.suppress(subprocess.TimeoutExpired, ConfigError, OSError):
-        _engine(["rm", "-f", name], timeout=30)
+        _engine(["rm", "-f", name], timeout=60)
 
 
 def remove_leftover_containers() -> list[str]:
@@ -298,8 +298,7 @@ import os, subprocess, sys
 docker, name = sys.argv[1], sys.argv[2]
 data = sys.stdin.read()
 if "done" not in data:
-    for args in (["kill", name], ["rm", "-f", name]):
-        subprocess.run([docker, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    subprocess.run([docker, "rm", "-f", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
 """
 
 
@@ -317,10 +316,9 @@ class ContainerGuard:
             close_fds=True,
         )
 
-    def close(self, container_may_run: bool) -> None:
-        """Remove the container when it may still exist, then release the watchdog."""
-        if container_may_run:
-            remove_container(self.name)
+    def close(self) -> None:
+        """Remove the container (running or ended), then release the watchdog."""
+        remove_container(self.name)
         stdin = self._watchdog.stdin
         if stdin is not None:
             with contextlib.suppress(OSError):
@@ -328,17 +326,6 @@ class ContainerGuard:
                 stdin.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._watchdog.wait(timeout=30)
-
-
-@contextlib.contextmanager
-def guarded(name: str) -> Iterator[ContainerGuard]:
-    """A ``ContainerGuard`` for the block; on an exception the container is removed."""
-    guard = ContainerGuard(name)
-    try:
-        yield guard
-    except BaseException:
-        guard.close(container_may_run=True)
-        raise
 
 
 def _last_line(text: str) -> str:

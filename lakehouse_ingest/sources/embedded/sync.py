@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -184,7 +185,7 @@ def _pump(
             for line in chunk:
                 stream = fast_record_stream(line)
                 if stream is None:
-                    stream = _handle_message(line, latest_states, errors, logger, plan.source.name)
+                    stream = _handle_message(line, latest_states, errors, logger, plan.source.name, connector.scrub)
                 if stream is not None:
                     sink = sinks.get(stream)
                     if sink is None:
@@ -208,12 +209,14 @@ def _handle_message(
     errors: list[str],
     logger: Logger,
     source: str,
+    scrub: Callable[[str], str] = str,
 ) -> str | None:
-    """Handle a non-fast-path line; return the stream name when it is a RECORD."""
+    """Handle a non-fast-path line; return the stream name when it is a RECORD. Text from the connector is logged
+    with the config's secret values masked (``scrub``)."""
     message = parse_message(line)
     if message is None:
         if line.strip():
-            logger.debug("%s connector: %s", source, line[:500].decode(errors="replace").rstrip())
+            logger.debug("%s connector: %s", source, scrub(line[:500].decode(errors="replace").rstrip()))
         return None
     kind = message["type"]
     if kind == "RECORD":
@@ -226,12 +229,12 @@ def _handle_message(
     elif kind == "LOG":
         log = message.get("log") or {}
         level = _LOG_LEVELS.get(str(log.get("level")), logging.DEBUG)
-        logger.log(level, "%s connector: %s", source, str(log.get("message", ""))[:2000])
+        logger.log(level, "%s connector: %s", source, scrub(str(log.get("message", ""))[:2000]))
     elif kind == "TRACE":
         error = trace_error_message(message)
         if error:
             errors.append(error)
-            logger.error("%s connector error: %s", source, error)
+            logger.error("%s connector error: %s", source, scrub(error))
     return None
 
 
