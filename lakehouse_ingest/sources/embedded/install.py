@@ -37,7 +37,6 @@ _NOT_FOUND = re.compile(r"Could not find a version that satisfies the requiremen
 _UNREACHABLE = (
     "Retrying (Retry(",
     "connection broken by",
-    "Could not fetch URL",
     "NewConnectionError",
     "ConnectTimeoutError",
     "ReadTimeoutError",
@@ -94,7 +93,13 @@ class ConnectorInstaller:
         try:
             with log.open("w") as out:
                 for step in steps:
-                    self._run_with_heartbeat(step, out, spec, started)
+                    code = self._run_with_heartbeat(step, out, spec, started)
+                    if code != 0:
+                        out.flush()
+                        if _NOT_FOUND.search(log.read_text(errors="replace")):
+                            self._probe(spec, venv, out)
+                        out.flush()
+                        raise install_failure(spec, log.read_text(errors="replace"), code, log)
         except BaseException:
             shutil.rmtree(venv, ignore_errors=True)  # nothing half-built stays in the cache
             raise
@@ -102,7 +107,25 @@ class ConnectorInstaller:
         (venv / INSTALLED_MARKER).write_text(spec.requirement + "\n")
         self.progress(f"Installed {spec.requirement} in {time.monotonic() - started:.0f} s")
 
-    def _run_with_heartbeat(self, command: list[str], out: IO[str], spec: ConnectorSpec, started: float) -> None:
+    def _probe(self, spec: ConnectorSpec, venv: Path, out: IO[str]) -> None:
+        """pip found no such version: ask again with pip's debug output, which says whether every index answered
+        (pip logs an index it could not fetch only at debug level, and not at all without retries)."""
+        out.write("\n--- probe: did every index answer? ---\n")
+        out.flush()
+        probe = [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--no-deps",
+            "-vv",
+            spec.requirement,
+        ]
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run(probe, stdout=out, stderr=subprocess.STDOUT, timeout=300, check=False)
+
+    def _run_with_heartbeat(self, command: list[str], out: IO[str], spec: ConnectorSpec, started: float) -> int:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         try:
             while True:
@@ -115,14 +138,12 @@ class ConnectorInstaller:
             if process.poll() is None:  # interrupted: pip must not go on writing into a removed virtualenv
                 process.kill()
                 process.wait()
-        if code != 0:
-            out.flush()
-            raise install_failure(spec, Path(out.name).read_text(errors="replace"), code, Path(out.name))
+        return code
 
 
 def install_failure(spec: ConnectorSpec, output: str, code: int, log: Path) -> ConfigError | ConnectorInstallError:
     """The error for a failed ``pip install``: bad input when the package or version does not exist, else retryable."""
-    unreachable = next((line.strip() for line in output.splitlines() if any(m in line for m in _UNREACHABLE)), None)
+    unreachable = next((line.strip() for line in output.splitlines() if _unreachable(line)), None)
     found = _NOT_FOUND.search(output)
     if unreachable is not None:
         return ConnectorInstallError(
@@ -139,6 +160,13 @@ def install_failure(spec: ConnectorSpec, output: str, code: int, log: Path) -> C
     last = [line.strip() for line in output.splitlines() if line.strip()]
     detail = _shorten(next((line for line in reversed(last) if line.startswith("ERROR")), last[-1] if last else ""))
     return ConnectorInstallError(f"pip could not install {spec.requirement} (exit {code}): {detail} (log: {log})")
+
+
+def _unreachable(line: str) -> bool:
+    """A line of pip's output saying an index did not answer, or answered with an error other than 404."""
+    if "Could not fetch URL" in line:
+        return not re.search(r"\b404\b", line)
+    return any(marker in line for marker in _UNREACHABLE)
 
 
 def newest(versions: list[str], count: int = NEWEST_SHOWN) -> list[str]:
