@@ -146,7 +146,8 @@ class ConnectorSpec(_Model):
             if extra:
                 raise ValueError(f"'{extra[0]}' does not apply to an image: the tag goes in 'image' (name:<tag>)")
         else:
-            extra = [k for k in _IMAGE_ONLY if k in self.model_fields_set]
+            defaults = {k: type(self).model_fields[k].default for k in _IMAGE_ONLY}
+            extra = [k for k in _IMAGE_ONLY if getattr(self, k) != defaults[k]]
             if extra:
                 raise ValueError(f"'{extra[0]}' applies only to an 'image' connector")
         if self.manifest is not None and self.executable is not None:

@@ -221,15 +221,29 @@ def split_reference(reference: str) -> tuple[str, str, str]:
     return registry, repository, tag
 
 
-def registry_tags(reference: str, scheme: str = "https", timeout: float = 10.0) -> list[str]:
+def registry_tags(reference: str, scheme: str | None = None, timeout: float = 10.0) -> list[str]:
     """The newest version-like tags of the image's repository on its registry (anonymous registry API v2;
-    empty when the registry cannot be asked)."""
+    empty when the registry cannot be asked). A registry on loopback is also asked over plain HTTP, as Docker
+    allows for it."""
+    registry, repository, _ = split_reference(reference)
+    host = registry.rsplit(":", 1)[0]
+    schemes = (
+        [scheme]
+        if scheme
+        else ["https"] + (["http"] if host in ("localhost", "::1") or host.startswith("127.") else [])
+    )
+    for each in schemes:
+        tags = _tags(f"{each}://{registry}/v2/{repository}/tags/list", timeout)
+        if tags is not None:
+            from lakehouse_ingest.sources.embedded.install import newest
+
+            return newest([t for t in tags if re.fullmatch(r"v?[0-9][0-9A-Za-z.+-]*", t)])
+    return []
+
+
+def _tags(url: str, timeout: float) -> list[str] | None:
     import httpx
 
-    from lakehouse_ingest.sources.embedded.install import newest
-
-    registry, repository, _ = split_reference(reference)
-    url = f"{scheme}://{registry}/v2/{repository}/tags/list"
     try:
         with httpx.Client(timeout=timeout, follow_redirects=True) as client:
             answer = client.get(url, params={"n": 1000})
@@ -241,11 +255,10 @@ def registry_tags(reference: str, scheme: str = "https", timeout: float = 10.0) 
                 bearer = token.get("token") or token.get("access_token")
                 answer = client.get(url, params={"n": 1000}, headers={"Authorization": f"Bearer {bearer}"})
             if answer.status_code != 200:
-                return []
-            tags = [str(t) for t in answer.json().get("tags") or []]
+                return None
+            return [str(t) for t in answer.json().get("tags") or []]
     except (httpx.HTTPError, ValueError):
-        return []
-    return newest([t for t in tags if re.fullmatch(r"v?[0-9][0-9A-Za-z.+-]*", t)])
+        return None
 
 
 def local_tags(reference: str) -> list[str]:
