@@ -3,8 +3,8 @@
 ```yaml
 sources:
   - name: faker                      # folder under airbyte/, CLI --source name
-    connector:                       # embedded engine: a real Airbyte source connector from PyPI
-      package: airbyte-source-faker
+    connector:                       # embedded engine: a real Airbyte source connector, one of
+      package: airbyte-source-faker  #   package (PyPI) | image (Docker) | manifest (declarative); ConnectorSpec
       version: "7.2.1"
     config: {count: 1000, seed: 42}  # "${ENV_VAR}" strings are read from the environment
     streams:                         # optional; default: every stream the connector discovers

@@ -2,19 +2,25 @@
 
 ``prepare_connector`` makes the connector runnable and its config valid: installs the package (or the
 declarative manifest's runner), or applies the image's pull policy; reads and checks a manifest; validates the
-config against the connector's spec (a manifest's own spec). ``check_config`` runs the connector's ``check``
-(once per process for a given connector and config: the CLI's pre-flight and the flow's planning share it).
+config against the connector's spec (a manifest's own spec). ``check_config`` runs the connector's ``check``.
+The CLI's pre-flight and the flow's planning run in one process seconds apart: what succeeded (an image
+resolved by its pull policy, a manifest checked, a config checked) is not done again within ``REUSE_SECONDS``;
+a long-lived process (``deployments serve``) does it again for a later run.
 ``plan_source`` does both, runs ``discover`` and resolves the catalog's stream selection (sync modes, cursors,
 primary keys, stream and column names). The result, an ``EmbeddedPlan``, is what ``sync.run_embedded_sync`` reads.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import jsonschema
 
@@ -34,8 +40,27 @@ from lakehouse_ingest.sources.embedded.install import install_logs_dir
 from lakehouse_ingest.sources.embedded.manifest import check_manifest, inject, load_manifest
 
 logger = logging.getLogger(__name__)
-_checked: set[str] = set()
-_checked_lock = threading.Lock()
+REUSE_SECONDS = 300.0
+_done: dict[str, tuple[float, Any]] = {}
+_done_lock = threading.Lock()
+T = TypeVar("T")
+
+
+def _once(key: str, work: Callable[[], T]) -> T:
+    """``work()``, or its result from this process's last success with ``key`` within ``REUSE_SECONDS``."""
+    with _done_lock:
+        found = _done.get(key)
+    if found is not None and time.monotonic() - found[0] < REUSE_SECONDS:
+        reused: T = found[1]
+        return reused
+    result = work()
+    with _done_lock:
+        _done[key] = (time.monotonic(), result)
+    return result
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -136,7 +161,9 @@ def prepare_connector(source: SourceEntry, installer: ConnectorInstaller) -> Pre
     manifest: dict[str, Any] | None = None
     runtime: Runtime
     if spec.image is not None:
-        runtime = resolve_image(spec, installer.progress, install_logs_dir())
+        image = spec.model_dump(include={"image", "pull", "network", "memory", "cpus"})
+        key = _digest("image", image, os.environ.get("DOCKER_HOST"))
+        runtime = _once(key, lambda: resolve_image(spec, installer.progress, install_logs_dir()))
     else:
         if spec.manifest is not None:
             manifest = load_manifest(spec.manifest, source.name)  # before installing: a typo fails in a second
@@ -144,7 +171,10 @@ def prepare_connector(source: SourceEntry, installer: ConnectorInstaller) -> Pre
     connector = Connector(runtime, source.name, spec_cache=installer.cache_dir / "images")
     if manifest is not None and spec.manifest is not None:
         assert isinstance(runtime, LocalRuntime)
-        connector_spec = check_manifest(runtime.executable.parent / "python", manifest, spec.manifest, source.name)
+        python, path, loaded = runtime.executable.parent / "python", spec.manifest, manifest
+        connector_spec = _once(
+            _digest("manifest", str(python), manifest), lambda: check_manifest(python, loaded, path, source.name)
+        )
     else:
         connector_spec = connector.spec()
     validate_config(source, connector_spec)
@@ -154,14 +184,8 @@ def prepare_connector(source: SourceEntry, installer: ConnectorInstaller) -> Pre
 
 
 def check_config(prepared: PreparedConnector) -> None:
-    """Run the connector's ``check`` unless this process already checked the same connector and config."""
-    digest = config_digest(prepared.connector, prepared.config)
-    with _checked_lock:
-        if digest in _checked:
-            return
-    prepared.connector.check(prepared.config)
-    with _checked_lock:
-        _checked.add(digest)
+    """Run the connector's ``check`` (unless this process just checked the same connector and config)."""
+    _once(config_digest(prepared.connector, prepared.config), lambda: prepared.connector.check(prepared.config))
 
 
 def plan_warnings(source: SourceEntry, streams: Sequence[StreamPlan]) -> list[str]:
