@@ -56,7 +56,7 @@ LAKEHOUSE_IMAGE = "airbyte-lakehouse:stack-test"
 BRONZE_DEPLOYMENT = "bronze-ingest/faker"
 SILVER_DEPLOYMENT = "silver-merge/on-bronze-validated"
 # tests/stack/catalog.yaml: faker users (count) and its fixed 100 products.
-EXPECTED_ROWS = {"users": 3000, "products": 100}
+EXPECTED_ROWS = {"users": 6000, "products": 100}
 INSTALL_LINE = "Installing airbyte-source-faker==7.2.1"
 PART_KEY = re.compile(r"^airbyte/faker/(?P<stream>\w+)/\d{4}_\d{2}_\d{2}_(?P<sync>\d+)_\d+\.parquet$")
 
@@ -177,6 +177,12 @@ def _keys(s3: Any, bucket: str, prefix: str = "") -> dict[str, int]:
     return found
 
 
+def _parts_per_sync(s3: Any, stream: str) -> dict[int, int]:
+    """How many Parquet parts each sync left under the stream's prefix."""
+    syncs = [int(m["sync"]) for key in _keys(s3, "bronze", f"airbyte/faker/{stream}/") if (m := PART_KEY.match(key))]
+    return {sync: syncs.count(sync) for sync in set(syncs)}
+
+
 def _manifest(s3: Any, stream: str, sync_id: int) -> dict[str, Any]:
     key = f"airbyte/faker/{stream}/_manifests/{sync_id}.json"
     body = s3.get_object(Bucket="bronze", Key=key)["Body"].read()
@@ -249,6 +255,7 @@ def test_stack_starts_in_order_and_the_deploy_one_shot_registers_the_deployments
     deploy_log = stack.compose.logs("deploy")
     assert f"deployment {BRONZE_DEPLOYMENT}: registered" in deploy_log
     assert f"deployment {SILVER_DEPLOYMENT}: registered" in deploy_log
+    assert "automation 'lakehouse: crash flow runs that stopped sending heartbeats': created (after 90 s" in deploy_log
     with _client(stack) as client:
         bronze = client.read_deployment_by_name(BRONZE_DEPLOYMENT)
         silver = client.read_deployment_by_name(SILVER_DEPLOYMENT)
@@ -294,8 +301,8 @@ def test_bronze_deployment_lands_validated_parquet_in_the_bucket(stack: Stack, f
             assert {row["sync_id"] for row in table.column("_airbyte_meta").to_pylist()} == {first_sync}
             total += table.num_rows
         assert total == rows
-    # Users come in parts of PART_MAX_ROWS (100) rows: the override's setting reached the flow run.
-    assert len(_manifest(s3, "users", first_sync)["files"]) == 30
+    # Users come in parts of PART_MAX_ROWS (50) rows: the override's setting reached the flow run.
+    assert len(_manifest(s3, "users", first_sync)["files"]) == 120
     assert INSTALL_LINE in _run_logs(stack, stack.runs["first"])  # the first run installed the connector
 
 
@@ -380,34 +387,44 @@ def test_down_then_up_keeps_the_prefect_database_the_lake_and_the_connector_cach
     assert cache.strip() == "airbyte-source-faker==7.2.1"
 
 
-def test_worker_restarted_mid_run_leaves_no_half_published_batch_and_the_next_run_converges(
+def _deployment_run_via_compose(stack: Stack) -> UUID:
+    """The README's way: `docker compose run --rm --no-deps deploy prefect deployment run bronze-ingest/faker`."""
+    args = ("run", "--rm", "--no-deps", "deploy", "prefect", "deployment", "run", BRONZE_DEPLOYMENT)
+    out = stack.compose.run(*args).stdout
+    found = re.search(r"UUID: ([0-9a-f-]{36})", out)
+    assert found, f"no flow run id in the output of `prefect deployment run`: {out[-500:]}"
+    return UUID(found.group(1))
+
+
+def test_worker_killed_mid_run_leaves_no_half_published_batch_and_the_next_run_converges(
     stack: Stack, first_sync: int
 ) -> None:
+    """The worker container restarted with no grace period while a run publishes its parts (a graceful restart
+    lets a run that ends within the 10 s stop timeout complete): the dead run is set Crashed by the heartbeat
+    automation (deployments/zombies.py), which frees the deployment's slot, and the next run converges."""
     s3 = stack.s3()
     run_id = _start_bronze(stack)
     deadline = time.monotonic() + 300
     interrupted = None
     while interrupted is None:  # wait for the run's first published part
         assert time.monotonic() < deadline, "the second bronze run published no part within 300 s"
-        syncs = {int(m["sync"]) for k in _keys(s3, "bronze", "airbyte/faker/users/") if (m := PART_KEY.match(k))}
-        interrupted = max(syncs - {first_sync}, default=None)
+        interrupted = max(_parts_per_sync(s3, "users").keys() - {first_sync}, default=None)
         time.sleep(0.2)
-    assert interrupted not in _manifest_ids(s3, "users"), "the run finished before the worker could be restarted"
-    stack.compose.run("restart", "prefect-worker", timeout=120)
+    stack.compose.run("restart", "--timeout", "0", "prefect-worker", timeout=120)
+    assert interrupted not in _manifest_ids(s3, "users"), "the run finished before the worker was restarted"
     stack.compose.wait_for(["prefect-worker"], timeout=180)
+    started = time.monotonic()
     killed = _wait_final(stack, run_id, timeout=300)
-    assert not killed.state.is_completed(), "the restarted worker's run cannot have completed"
+    stack.figures["crashed_after_kill_s"] = time.monotonic() - started
+    assert killed.state.type.value == "CRASHED", f"the killed run ended {killed.state.type.value}"
+    assert "no heartbeat for 90 s" in (killed.state.message or "")
 
     # Half-published: parts of the interrupted sync stayed, but no manifest, so silver never sees them.
-    parts = [
-        k
-        for k in _keys(s3, "bronze", "airbyte/faker/users/")
-        if (m := PART_KEY.match(k)) and int(m["sync"]) == interrupted
-    ]
-    assert parts and interrupted not in _manifest_ids(s3, "users")
+    assert _parts_per_sync(s3, "users")[interrupted] > 0
+    assert interrupted not in _manifest_ids(s3, "users")
 
     started = time.monotonic()
-    next_run = _start_bronze(stack)
+    next_run = _deployment_run_via_compose(stack)
     run = _wait_final(stack, next_run, timeout=600)
     stack.figures["bronze_run_cached_connector_s"] = time.monotonic() - started
     assert run.state.is_completed(), f"the run after the restart ended {run.state.type.value}: {run.state.message}"
@@ -417,10 +434,10 @@ def test_worker_restarted_mid_run_leaves_no_half_published_batch_and_the_next_ru
     latest = converged.pop()
     manifests = {f"s3://bronze/airbyte/faker/{s}/_manifests/{latest}.json" for s in EXPECTED_ROWS}
     assert all(r.state.is_completed() for r in _silver_runs_for(stack, manifests, timeout=300))
-    users = _silver_rows(stack, "users")
-    ids = users.column("id").to_pylist()
+    table = _silver_rows(stack, "users")
+    ids = table.column("id").to_pylist()
     assert len(ids) == EXPECTED_ROWS["users"] == len(set(ids))
-    assert {m["sync_id"] for m in users.column("_airbyte_meta").to_pylist()} == {latest}
+    assert {m["sync_id"] for m in table.column("_airbyte_meta").to_pylist()} == {latest}
 
 
 def test_no_secret_in_docker_inspect_image_history_or_logs(stack: Stack, first_sync: int) -> None:
