@@ -37,7 +37,7 @@ from lakehouse_ingest.silver.record import SKIPPED_METADATA, AppliedBatch, Batch
 from lakehouse_ingest.silver.result import SilverResult
 from lakehouse_ingest.silver.rewrite import rewrite_merge
 from lakehouse_ingest.silver.tables import SilverTables
-from lakehouse_ingest.silver.tombstones import CDC_DELETED, drop_tombstoned, record_tombstones
+from lakehouse_ingest.silver.tombstones import CDC_DELETED, drop_tombstoned, read_tombstones, record_tombstones
 
 OVERWRITE_MODES = frozenset({"overwrite", "overwrite_dedup", "overwrite_deduped"})
 
@@ -50,12 +50,13 @@ def is_overwrite(manifest: Manifest) -> bool:
 def apply_manifest(bronze: LakeStorage, tables: SilverTables, manifest: Manifest) -> SilverResult:
     """Merge one validated batch into its silver table, unless it was applied (or skipped as stale) before.
 
-    A commit that loses a race with another writer of the table raises ``CommitConflict`` (retryable): applying
-    the batch again re-reads the table's record and either finds the batch there or applies it on top.
+    A commit that loses a race with another writer of the table (or of its tombstones), including another
+    writer creating the table first, raises ``CommitConflict`` (retryable): applying the batch again re-reads the
+    table's record and either finds the batch there or applies it on top.
     """
     try:
         return _apply(bronze, tables, manifest)
-    except CommitFailedError as exc:
+    except (CommitFailedError, CommitConflict) as exc:
         raise CommitConflict(
             f"{manifest.source}.{manifest.stream} sync {manifest.sync_id}: another writer committed to the silver "
             f"table first ({str(exc).splitlines()[0][:200]})"
@@ -89,8 +90,9 @@ def _apply(bronze: LakeStorage, tables: SilverTables, manifest: Manifest) -> Sil
         return _append(tables, record, uri, batch, manifest, commit)
     cursor = cursor_column(manifest, batch)
     latest = latest_per_key(batch, keys, cursor)
-    latest = drop_tombstoned(tables, source, stream, latest, keys, cursor)
-    record_tombstones(tables, source, stream, latest, keys, cursor, commit_properties(manifest, this, "incremental"))
+    tombstones = read_tombstones(tables, source, stream)
+    latest = drop_tombstoned(tombstones, latest, keys, cursor, snapshot)
+    record_tombstones(tables, tombstones, latest, keys, cursor, this, commit_properties(manifest, this, "incremental"))
     rows_in = batch.num_rows
     del batch  # ``latest`` is a copy: the merge holds the batch once, not twice
     return _merge(tables, record, uri, latest, keys, cursor, manifest, commit, rows_in)
