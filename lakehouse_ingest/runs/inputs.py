@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 from lakehouse_ingest.catalog.sources import SourceEntry, load_catalog
 from lakehouse_ingest.errors import ConfigError, ConnectorError
-from lakehouse_ingest.lake.roots import open_storage
+from lakehouse_ingest.lake.roots import opened_storage
 from lakehouse_ingest.settings import IngestSettings
 from lakehouse_ingest.sources.airbyte.settings import AirbyteSettings
 from lakehouse_ingest.sources.embedded.connector import ConnectorInstaller
@@ -18,11 +18,14 @@ from lakehouse_ingest.sources.embedded.plan import check_config, prepare_connect
 
 
 def resolve_settings(catalog: str | None, bronze: str | None, silver: str | None) -> IngestSettings:
-    """Environment settings with explicit arguments taking precedence; URIs validated."""
+    """Environment settings with explicit arguments taking precedence; both lake roots checked usable and reachable
+    (a missing bucket, a refused key: ConfigError; an S3 server that does not answer: StorageError), so no sync
+    starts that could not land or be merged."""
     overrides = {k: v for k, v in {"catalog": catalog, "bronze_uri": bronze, "silver_uri": silver}.items() if v}
     settings = IngestSettings(**overrides)  # type: ignore[arg-type]
     for uri in (settings.bronze_uri, settings.silver_uri):
-        open_storage(uri).close()
+        with opened_storage(uri) as storage:
+            storage.check_reachable()
     return settings
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse_ingest.bronze.batch import StreamBatch
+from lakehouse_ingest.bronze.janitor import remove_orphans
 from lakehouse_ingest.bronze.parts import PartWriter
 from lakehouse_ingest.errors import ConnectorError
 from lakehouse_ingest.lake.keys import data_key, stream_prefix
@@ -91,6 +92,7 @@ def run_embedded_sync(
     source = plan.source
     state = load_state(bronze, source.name)
     started_at = datetime.now(UTC)
+    remove_orphans(bronze, source.name, started_at)  # what an earlier sync of this source left when it died
     sync_id = max(int(started_at.timestamp() * 1000), (state.last_sync_id or 0) + 1)
     started_at = datetime.fromtimestamp(sync_id / 1000, UTC)
     connector = plan.connector()
@@ -239,10 +241,22 @@ def _handle_message(
 
 
 def _roll_back(sinks: dict[str, _StreamSink], bronze: LakeStorage, logger: Logger) -> None:
-    """Remove every part this failed sync published, so no partial batch stays behind."""
+    """Remove every part this failed sync published, so no partial batch stays behind.
+
+    Never raises: the sync's own error is what the run reports; a part that cannot be removed (the lake is down
+    too) is one more log line, and the janitor (``bronze.janitor``) removes it later.
+    """
     for sink in sinks.values():
-        sink.writer.abort()
+        try:
+            sink.writer.abort()
+        except Exception as exc:  # the error that failed the sync matters more
+            logger.error("%s: cleaning up the staged parts failed too: %s", sink.batch.prefix, exc)
+        removed = 0
         for part in sink.writer.published:
-            bronze.delete(part.key)
-        if sink.writer.published:
-            logger.warning("removed %d partial file(s) of %s", len(sink.writer.published), sink.batch.prefix)
+            try:
+                bronze.delete(part.key)
+                removed += 1
+            except Exception as exc:
+                logger.error("%s: a partial file could not be removed (%s): %s", sink.batch.prefix, part.key, exc)
+        if removed:
+            logger.warning("removed %d partial file(s) of %s", removed, sink.batch.prefix)
