@@ -41,6 +41,7 @@ from botocore.config import Config
 from support.stack import (
     ENV_EXAMPLE,
     Compose,
+    ComposeError,
     HealthTicker,
     docker,
     docker_unavailable_reason,
@@ -122,8 +123,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         compose.run("build", timeout=1800)
         stack.figures["build_s"] = time.monotonic() - started
         started = time.monotonic()
-        compose.run("up", "--detach", timeout=900)
-        compose.wait_for(LONG_RUNNING, timeout=300)
+        try:
+            compose.run("up", "--detach", timeout=900)
+            compose.wait_for(LONG_RUNNING, timeout=300)
+        except ComposeError as exc:
+            raise ComposeError(f"{exc}\n{compose.diagnosis()}") from exc
         stack.figures["up_s"] = time.monotonic() - started
         yield stack
     finally:

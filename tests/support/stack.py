@@ -158,6 +158,32 @@ class Compose:
     def logs(self, *services: str) -> str:
         return self.run("logs", "--no-color", "--no-log-prefix", *services, timeout=120).stdout
 
+    def diagnosis(self) -> str:
+        """For every container of the project that is not healthy or running: its status, its last health check
+        outputs and the tail of its logs. Appended to a failed ``up`` so CI's output says why, not just that."""
+        lines: list[str] = []
+        try:
+            state = self.ps()
+        except ComposeError as exc:
+            return f"(no diagnosis: {exc})"
+        for service, row in sorted(state.items()):
+            if row.get("Health") in ("healthy", "") and row.get("State") == "running":
+                continue
+            if row.get("State") == "exited" and row.get("ExitCode") == 0:
+                continue
+            lines.append(f"--- {service}: {row.get('Status') or row.get('State')}")
+            with contextlib.suppress(ComposeError, json.JSONDecodeError, KeyError, IndexError, TypeError):
+                inspected = json.loads(_run(["docker", "inspect", row["ID"]], timeout=60).stdout)[0]
+                state_of = inspected.get("State") or {}
+                health = state_of.get("Health") or state_of.get("Healthcheck")
+                for check in ((health or {}).get("Log") or [])[-3:]:
+                    output = " ".join(str(check.get("Output", "")).split())[:300]
+                    lines.append(f"    health check exit {check.get('ExitCode')}: {output}")
+            with contextlib.suppress(ComposeError):
+                tail = self.run("logs", "--no-color", "--tail", "25", service, timeout=60, check=False).stdout
+                lines.extend(f"    {line}" for line in tail.splitlines())
+        return "\n".join(lines)
+
     def wait_for(self, services: Iterable[str], timeout: float) -> dict[str, dict[str, Any]]:
         """Wait until each long-running service is healthy; raise naming the ones that are not."""
         wanted = set(services)
