@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from lakehouse_ingest.errors import StorageError
+from lakehouse_ingest.errors import ConfigError, StorageError
 from lakehouse_ingest.lake.storage import LakeStorage, StoredObject, check_key
 
 
@@ -91,6 +91,11 @@ class LocalStorage(LakeStorage):
             shutil.rmtree(path, ignore_errors=True)
             with contextlib.suppress(OSError):
                 staging.rmdir()
+
+    def check_reachable(self) -> None:
+        existing = next((p for p in (self.root, *self.root.parents) if p.exists()), None)
+        if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(f"{self.root} is not a writable directory (nor can one be made there)")
 
     def filesystem(self) -> tuple[pafs.FileSystem, str]:
         return pafs.LocalFileSystem(), self.root.as_posix()

@@ -3,8 +3,8 @@
 ``S3Settings`` (endpoint, keys, region, timeout; from the standard ``AWS_*`` variables and
 ``LAKE_S3_TIMEOUT_SECONDS``) is the only place S3 is configured: the boto3 client (object operations),
 pyarrow's ``S3FileSystem`` (Parquet footers and columns with range requests) and delta-rs's storage options
-(silver) are all derived from it, so the three stacks always agree. A hung S3 server fails a call within the
-timeout instead of blocking a run.
+(silver) are all derived from it, so the three stacks always agree. A hung S3 server fails a call within about
+the timeout instead of blocking a run: each of a call's ``ATTEMPTS`` tries waits a third of it.
 
 Writes are atomic: a single PUT or a multipart upload, which S3 only shows once it completes.
 """
@@ -26,6 +26,7 @@ from lakehouse_ingest.lake.storage import LakeStorage, StoredObject, check_key
 
 _MULTIPART_THRESHOLD = 64 * 1024 * 1024
 DEFAULT_TIMEOUT_SECONDS = 60.0
+ATTEMPTS = 3  # per call: a dropped connection or a 5xx is tried again, within the call's timeout
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,11 @@ class S3Settings:
             timeout_seconds=_timeout(env.get("LAKE_S3_TIMEOUT_SECONDS")),
         )
 
+    @property
+    def attempt_seconds(self) -> float:
+        """How long one try of a call may wait (a call makes at most ``ATTEMPTS`` tries)."""
+        return self.timeout_seconds / ATTEMPTS
+
     def boto3_client(self) -> Any:
         """The process's boto3 S3 client for these settings (thread-safe; building one costs ~0.1 s of CPU)."""
         with _boto3_lock:
@@ -71,11 +77,11 @@ class S3Settings:
                     aws_secret_access_key=self.secret_key,
                     region_name=self.region,
                     config=Config(
-                        retries={"max_attempts": 5, "mode": "standard"},
+                        retries={"total_max_attempts": ATTEMPTS, "mode": "standard"},
                         s3={"addressing_style": "path"},
                         max_pool_connections=50,
-                        connect_timeout=min(self.timeout_seconds, 10.0),
-                        read_timeout=self.timeout_seconds,
+                        connect_timeout=self.attempt_seconds,
+                        read_timeout=self.attempt_seconds,
                     ),
                 )
             return _boto3_clients[self]
@@ -89,16 +95,20 @@ class S3Settings:
             region=self.region,
             endpoint_override=endpoint.netloc if endpoint else None,
             scheme=endpoint.scheme if endpoint else "https",
-            connect_timeout=min(self.timeout_seconds, 10.0),
-            request_timeout=self.timeout_seconds,
+            connect_timeout=self.attempt_seconds,
+            request_timeout=self.attempt_seconds,
+            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=ATTEMPTS),
         )
 
     def delta_options(self) -> dict[str, str]:
         """delta-rs storage options (endpoint, keys, plain HTTP for MinIO on a LAN, timeouts)."""
+        seconds = max(int(self.attempt_seconds), 1)
         options = {
             "AWS_REGION": self.region,
-            "timeout": f"{int(self.timeout_seconds)}s",
-            "connect_timeout": f"{int(min(self.timeout_seconds, 10.0))}s",
+            "timeout": f"{seconds}s",
+            "connect_timeout": f"{seconds}s",
+            "max_retries": str(ATTEMPTS - 1),
+            "retry_timeout": f"{max(int(self.timeout_seconds), 1)}s",
         }
         if self.endpoint_url:
             options["AWS_ENDPOINT_URL"] = self.endpoint_url
@@ -210,6 +220,22 @@ class S3Storage(LakeStorage):
 
     def delta_options(self) -> dict[str, str]:
         return self.settings.delta_options()
+
+    def check_reachable(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            where = self.settings.endpoint_url or "AWS"
+            if code in {"404", "NoSuchBucket", "NotFound"}:
+                raise ConfigError(f"bucket {self.bucket!r} does not exist at {where} ({self.uri})") from exc
+            if code in {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
+                raise ConfigError(f"the S3 key is refused for bucket {self.bucket!r} at {where}: {code}") from exc
+            raise StorageError(f"cannot reach {self.uri}: {_client_error(exc)}") from exc
+        except (BotoCoreError, ConnectionError, TimeoutError) as exc:
+            raise StorageError(f"cannot reach {self.uri}: {type(exc).__name__}") from exc
 
     def close(self) -> None:
         self._fs = None

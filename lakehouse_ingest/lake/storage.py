@@ -94,6 +94,11 @@ class LakeStorage(ABC):
         handle = fs.open_input_file(f"{root}/{check_key(key)}")
         return pq.ParquetFile(handle)
 
+    @abstractmethod
+    def check_reachable(self) -> None:
+        """Before a run writes anything: ConfigError when the root cannot be used as given (a missing bucket, a
+        refused key, a path that is not a writable directory), StorageError when it cannot be reached now."""
+
     def delta_options(self) -> dict[str, str]:
         """The storage options delta-rs needs to open Delta tables under this root (none for a directory)."""
         return {}

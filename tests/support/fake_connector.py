@@ -4,11 +4,14 @@
 It speaks the real protocol (spec / check / discover / read) and its behaviour comes from its config:
 ``stream_name`` (default "items"), ``records`` (how many to emit), ``fail_with`` (emit a TRACE error
 with this message after the records and exit 1), ``exit_code`` (``read`` exits with it, silently),
-``check_fails`` (``check`` reports FAILED with it).
+``check_fails`` (``check`` reports FAILED with it: the config is rejected), ``check_crashes`` (``check`` reports a
+transient TRACE error with it and exits 1, as the CDK does when a check cannot run), ``no_primary_key`` (the
+stream declares none), ``sleep`` (seconds every command waits before answering).
 """
 
 import json
 import sys
+import time
 from pathlib import Path
 
 SPEC = {
@@ -22,6 +25,9 @@ SPEC = {
             "fail_with": {"type": "string"},
             "exit_code": {"type": "integer"},
             "check_fails": {"type": "string"},
+            "check_crashes": {"type": "string"},
+            "no_primary_key": {"type": "boolean"},
+            "sleep": {"type": "number"},
         },
     }
 }
@@ -39,6 +45,12 @@ def option(name: str, default: object = None) -> object:
 
 
 def stream(config: dict) -> dict:
+    if config.get("no_primary_key"):
+        return {**_stream(config), "source_defined_primary_key": []}
+    return _stream(config)
+
+
+def _stream(config: dict) -> dict:
     return {
         "name": config.get("stream_name", "items"),
         "json_schema": {
@@ -53,8 +65,14 @@ def stream(config: dict) -> dict:
 def main() -> int:
     command = sys.argv[1]
     config = option("--config", {})
+    if config.get("sleep"):
+        time.sleep(float(config["sleep"]))
     if command == "spec":
         emit({"type": "SPEC", "spec": SPEC})
+    elif command == "check" and config.get("check_crashes"):
+        error = {"message": config["check_crashes"], "failure_type": "transient_error"}
+        emit({"type": "TRACE", "trace": {"type": "ERROR", "emitted_at": 1700000000000, "error": error}})
+        return 1
     elif command == "check":
         failure = config.get("check_fails")
         status = {"status": "FAILED", "message": failure} if failure else {"status": "SUCCEEDED"}

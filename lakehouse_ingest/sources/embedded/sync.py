@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse_ingest.bronze.batch import StreamBatch
+from lakehouse_ingest.bronze.janitor import remove_orphans
 from lakehouse_ingest.bronze.parts import PartWriter
 from lakehouse_ingest.errors import ConnectorError
 from lakehouse_ingest.lake.keys import data_key, stream_prefix
@@ -93,9 +95,10 @@ def run_embedded_sync(
     source = plan.source
     state = load_state(bronze, source.name)
     started_at = datetime.now(UTC)
+    remove_orphans(bronze, source.name, started_at)  # what an earlier sync of this source left when it died
     sync_id = max(int(started_at.timestamp() * 1000), (state.last_sync_id or 0) + 1)
     started_at = datetime.fromtimestamp(sync_id / 1000, UTC)
-    connector = Connector(plan.executable, source.name)
+    connector = plan.connector()
     logger.info("%s: sync %s started (%d streams)", source.name, sync_id, len(plan.streams))
     with bronze.staging_dir() as staging:
         sinks = _open_sinks(plan, bronze, staging, sync_id, started_at, state.generations, compression, part_max_rows)
@@ -109,7 +112,7 @@ def run_embedded_sync(
             raise
     outcome = SyncOutcome(
         source=source.name,
-        connector=source.connector.requirement if source.connector else "",
+        connector=source.connector.describe if source.connector else "",
         sync_id=sync_id,
         started_at=started_at,
         finished_at=datetime.now(UTC),
@@ -183,12 +186,12 @@ def _pump(
     records = 0
     started = time.monotonic()
     next_progress = started + PROGRESS_EVERY_SECONDS
-    with connector.read(plan.source.config, plan.configured_catalog(), connector_state) as process:
+    with connector.read(plan.connector_config, plan.configured_catalog(), connector_state) as process:
         for chunk in process.chunks():
             for line in chunk:
                 stream = fast_record_stream(line)
                 if stream is None:
-                    stream = _handle_message(line, latest_states, errors, logger, plan.source.name)
+                    stream = _handle_message(line, latest_states, errors, logger, plan.source.name, connector.scrub)
                 if stream is not None:
                     sink = sinks.get(stream)
                     if sink is None:
@@ -203,7 +206,7 @@ def _pump(
         code = process.wait()
         if errors or code != 0:
             detail = errors[-1] if errors else process.stderr_tail()
-            raise ConnectorError(f"{plan.source.name}: connector read failed (exit {code}): {detail}")
+            raise ConnectorError(f"{plan.source.name}: connector read failed (exit {code}): {connector.scrub(detail)}")
     return latest_states
 
 
@@ -213,12 +216,14 @@ def _handle_message(
     errors: list[str],
     logger: Logger,
     source: str,
+    scrub: Callable[[str], str] = str,
 ) -> str | None:
-    """Handle a non-fast-path line; return the stream name when it is a RECORD."""
+    """Handle a non-fast-path line; return the stream name when it is a RECORD. Text from the connector is logged
+    with the config's secret values masked (``scrub``)."""
     message = parse_message(line)
     if message is None:
         if line.strip():
-            logger.debug("%s connector: %s", source, line[:500].decode(errors="replace").rstrip())
+            logger.debug("%s connector: %s", source, scrub(line[:500].decode(errors="replace").rstrip()))
         return None
     kind = message["type"]
     if kind == "RECORD":
@@ -231,20 +236,32 @@ def _handle_message(
     elif kind == "LOG":
         log = message.get("log") or {}
         level = _LOG_LEVELS.get(str(log.get("level")), logging.DEBUG)
-        logger.log(level, "%s connector: %s", source, str(log.get("message", ""))[:2000])
+        logger.log(level, "%s connector: %s", source, scrub(str(log.get("message", ""))[:2000]))
     elif kind == "TRACE":
         error = trace_error_message(message)
         if error:
             errors.append(error)
-            logger.error("%s connector error: %s", source, error)
+            logger.error("%s connector error: %s", source, scrub(error))
     return None
 
 
 def _roll_back(sinks: dict[str, _StreamSink], bronze: LakeStorage, logger: Logger) -> None:
-    """Remove every part this failed sync published, so no partial batch stays behind."""
+    """Remove every part this failed sync published, so no partial batch stays behind.
+
+    Never raises: the sync's own error is what the run reports; a part that cannot be removed (the lake is down
+    too) is one more log line, and the janitor (``bronze.janitor``) removes it later.
+    """
     for sink in sinks.values():
-        sink.writer.abort()
+        try:
+            sink.writer.abort()
+        except Exception as exc:  # the error that failed the sync matters more
+            logger.error("%s: cleaning up the staged parts failed too: %s", sink.batch.prefix, exc)
+        removed = 0
         for part in sink.writer.published:
-            bronze.delete(part.key)
-        if sink.writer.published:
-            logger.warning("removed %d partial file(s) of %s", len(sink.writer.published), sink.batch.prefix)
+            try:
+                bronze.delete(part.key)
+                removed += 1
+            except Exception as exc:
+                logger.error("%s: a partial file could not be removed (%s): %s", sink.batch.prefix, part.key, exc)
+        if removed:
+            logger.warning("removed %d partial file(s) of %s", removed, sink.batch.prefix)
