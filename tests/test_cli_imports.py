@@ -60,3 +60,25 @@ def test_help_and_argument_errors_load_nothing_heavy(tmp_path: Path, args: list[
     assert "argparse" in loaded
     assert not loaded & NOT_FOR_ARGUMENTS, sorted(loaded & NOT_FOR_ARGUMENTS)
     assert list(tmp_path.iterdir()) == []
+
+
+# What a refusal of the catalog, a URI or a source name, and a dry run, must not load: they read the catalog
+# (pydantic, yaml) and open the lake roots, nothing more; Prefect and the connectors' machinery wait for a run.
+NOT_FOR_REFUSALS = {"prefect", "deltalake", "httpx", "jsonschema", "boto3"}
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["-m", "flows.bronze", "--source", "no-such"], 2, "error: unknown source 'no-such'; the catalog has: faker"),
+        (["-m", "flows.bronze", "--bronze", "ftp://x"], 2, "error: unsupported storage URI 'ftp://x'"),
+        (["-m", "flows.bronze", "--dry-run"], 0, ""),
+        (["-m", "flows.silver", "--source", "no-such"], 2, "error: unknown source 'no-such'; the catalog has: faker"),
+    ],
+    ids=["bronze-unknown-source", "bronze-bad-uri", "bronze-dry-run", "silver-unknown-source"],
+)
+def test_refusals_and_dry_runs_load_no_prefect(tmp_path: Path, args: list[str], code: int, message: str) -> None:
+    loaded, stderr = imported(args, tmp_path, code)
+    assert not loaded & NOT_FOR_REFUSALS, sorted(loaded & NOT_FOR_REFUSALS)
+    assert stderr.startswith(message) and len(stderr.splitlines()) == (1 if message else 0), stderr
+    assert list(tmp_path.iterdir()) == []
