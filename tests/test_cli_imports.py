@@ -63,8 +63,9 @@ def test_help_and_argument_errors_load_nothing_heavy(tmp_path: Path, args: list[
 
 
 # What a refusal of the catalog, a URI or a source name, and a dry run, must not load: they read the catalog
-# (pydantic, yaml) and open the lake roots, nothing more; Prefect and the connectors' machinery wait for a run.
-NOT_FOR_REFUSALS = {"prefect", "deltalake", "httpx", "jsonschema", "boto3"}
+# (pydantic, yaml) and check the lake roots, nothing more: pyarrow waits for a file to read, Prefect and the
+# connectors' machinery for a run.
+NOT_FOR_REFUSALS = {"prefect", "pyarrow", "deltalake", "httpx", "jsonschema", "boto3"}
 
 
 @pytest.mark.parametrize(
