@@ -52,8 +52,17 @@ def imported(args: list[str], cwd: Path, code: int) -> tuple[set[str], str]:
         (["-m", "flows.silver", "--help"], 0),
         (["-m", "flows.bronze", "--sauce", "x"], 2),
         (["-m", "flows.silver", "--manifest"], 2),
+        (["-m", "deployments", "--help"], 0),
+        (["-m", "deployments", "lsit"], 2),
     ],
-    ids=["bronze-help", "silver-help", "bronze-unknown-option", "silver-missing-value"],
+    ids=[
+        "bronze-help",
+        "silver-help",
+        "bronze-unknown-option",
+        "silver-missing-value",
+        "deployments-help",
+        "deployments-bad-command",
+    ],
 )
 def test_help_and_argument_errors_load_nothing_heavy(tmp_path: Path, args: list[str], code: int) -> None:
     loaded, _ = imported(args, tmp_path, code)
@@ -75,8 +84,15 @@ NOT_FOR_REFUSALS = {"prefect", "pyarrow", "deltalake", "httpx", "jsonschema", "b
         (["-m", "flows.bronze", "--bronze", "ftp://x"], 2, "error: unsupported storage URI 'ftp://x'"),
         (["-m", "flows.bronze", "--dry-run"], 0, ""),
         (["-m", "flows.silver", "--source", "no-such"], 2, "error: unknown source 'no-such'; the catalog has: faker"),
+        (["-m", "deployments", "list", "--catalog", "missing.yaml"], 2, "error: cannot read catalog missing.yaml"),
     ],
-    ids=["bronze-unknown-source", "bronze-bad-uri", "bronze-dry-run", "silver-unknown-source"],
+    ids=[
+        "bronze-unknown-source",
+        "bronze-bad-uri",
+        "bronze-dry-run",
+        "silver-unknown-source",
+        "deployments-bad-catalog",
+    ],
 )
 def test_refusals_and_dry_runs_load_no_prefect(tmp_path: Path, args: list[str], code: int, message: str) -> None:
     loaded, stderr = imported(args, tmp_path, code)
