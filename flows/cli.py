@@ -106,7 +106,7 @@ def exit_cleanly(main: Callable[[], int]) -> int:
     try:
         return main()
     finally:
-        if "pyarrow" in sys.modules:  # without pyarrow no S3 client was made: nothing to shut down
+        if "lakehouse_ingest.lake.s3" in sys.modules:  # else no S3 client was made (--help): nothing to shut down
             from lakehouse_ingest.lake.s3 import finalize_s3
 
             finalize_s3()

@@ -12,6 +12,7 @@ Writes are atomic: a single PUT or a multipart upload, which S3 only shows once 
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -262,13 +263,15 @@ def _client_error(exc: Any) -> str:
 
 
 def finalize_s3() -> None:
-    """Shut pyarrow's S3 subsystem down before interpreter exit (apache/arrow#41087 abort)."""
+    """Shut pyarrow's S3 subsystem down before interpreter exit (apache/arrow#41087 abort); without pyarrow's
+    filesystems loaded there is none to shut down, and pyarrow is not loaded for it."""
     import gc
-
-    import pyarrow.fs as pafs
 
     with _boto3_lock:
         _boto3_clients.clear()
     gc.collect()
-    with contextlib.suppress(Exception):
-        pafs.finalize_s3()
+    if "pyarrow.fs" in sys.modules:
+        import pyarrow.fs as pafs
+
+        with contextlib.suppress(Exception):
+            pafs.finalize_s3()
