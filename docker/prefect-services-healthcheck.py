@@ -1,10 +1,10 @@
-"""Health check of the prefect-services container (`prefect server services start`, Prefect 3.8).
+"""Health check of the prefect-services container (`prefect server services start`, Prefect 3.8 and 3.9).
 
 That process serves no HTTP. Its loop services (scheduler, triggers, late runs, ...) run as a Docket worker
-on the Redis at PREFECT_SERVER_DOCKET_URL, under the docket name "prefect" (hard-coded in Prefect 3.8's
-`prefect.cli._server_utils._run_all_services`; the API server's own worker uses "prefect-server"). A worker
-heartbeats every 2 s and Docket drops it after 5 missed heartbeats, so: healthy = a worker of that docket was
-seen in the last ~10 s. Exit 0 healthy, 1 not.
+on the Redis at PREFECT_SERVER_DOCKET_URL, under the docket name "prefect" (hard-coded in
+`prefect.cli._server_utils._run_all_services`, the same in 3.8.8 and 3.9.1; the API server's own worker uses
+"prefect-server"). A worker heartbeats every 2 s and Docket drops it after 5 missed heartbeats, so: healthy = a
+worker of that docket was seen in the last ~10 s. Exit 0 healthy, 1 not.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ LONG_RUNNING = {"minio", "postgres", "redis", "prefect-server", "prefect-service
 ONE_SHOT = {"minio-init", "deploy"}
 PUBLISHED_PORTS = {"minio": {"9000:9000", "9001:9001"}, "prefect-server": {"4200:4200"}}
 BUCKETS = {"bronze", "silver", "airbyte-logs"}
-PREFECT_IMAGE = "prefecthq/prefect:3.8.8-python3.11"
+PREFECT_IMAGE = "prefecthq/prefect:3.9.1-python3.11"
 # service -> {dependency: condition}: the start order the README describes.
 START_ORDER = {
     "minio-init": {"minio": "service_healthy"},

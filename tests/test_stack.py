@@ -243,7 +243,7 @@ def test_lakehouse_image_runs_as_non_root_with_a_health_check(stack: Stack) -> N
     whoami = stack.compose.run(
         "exec", "-T", "prefect-worker", "python", "-c", "import os, prefect; print(os.getuid(), prefect.__version__)"
     ).stdout.split()
-    assert whoami == ["10001", "3.8.8"]
+    assert whoami == ["10001", "3.9.1"]
 
 
 # --- the stack starts and runs the bronze -> silver path ---------------------------------------------------
