@@ -5,10 +5,15 @@ It speaks the real protocol (spec / check / discover / read) and its behaviour c
 ``stream_name`` (default "items"), ``records`` (how many to emit), ``fail_with`` (emit a TRACE error
 with this message after the records and exit 1), ``exit_code`` (``read`` exits with it, silently),
 ``check_fails`` (``check`` reports FAILED with it).
+
+For the fault-injection tests: ``streams`` (several stream names; each gets ``records`` records, ids 0..records-1,
+one after the other), ``pause_after`` (after that many records in all, flush and sleep ``pause_seconds``,
+default 600: a connector caught mid-read) and ``slow_seconds`` (sleep before ``check`` and ``discover`` answer).
 """
 
 import json
 import sys
+import time
 from pathlib import Path
 
 SPEC = {
@@ -22,6 +27,10 @@ SPEC = {
             "fail_with": {"type": "string"},
             "exit_code": {"type": "integer"},
             "check_fails": {"type": "string"},
+            "streams": {"type": "array", "items": {"type": "string"}},
+            "pause_after": {"type": "integer"},
+            "pause_seconds": {"type": "number"},
+            "slow_seconds": {"type": "number"},
         },
     }
 }
@@ -38,9 +47,13 @@ def option(name: str, default: object = None) -> object:
     return json.loads(Path(args[args.index(name) + 1]).read_text())
 
 
-def stream(config: dict) -> dict:
+def stream_names(config: dict) -> list:
+    return list(config.get("streams") or [config.get("stream_name", "items")])
+
+
+def stream(config: dict, name: str | None = None) -> dict:
     return {
-        "name": config.get("stream_name", "items"),
+        "name": name or stream_names(config)[0],
         "json_schema": {
             "type": "object",
             "properties": {"id": {"type": "integer"}, "name": {"type": "string"}},
@@ -56,24 +69,32 @@ def main() -> int:
     if command == "spec":
         emit({"type": "SPEC", "spec": SPEC})
     elif command == "check":
+        time.sleep(config.get("slow_seconds", 0))
         failure = config.get("check_fails")
         status = {"status": "FAILED", "message": failure} if failure else {"status": "SUCCEEDED"}
         emit({"type": "CONNECTION_STATUS", "connectionStatus": status})
     elif command == "discover":
-        emit({"type": "CATALOG", "catalog": {"streams": [stream(config)]}})
+        time.sleep(config.get("slow_seconds", 0))
+        emit({"type": "CATALOG", "catalog": {"streams": [stream(config, n) for n in stream_names(config)]}})
     elif command == "read":
-        name = stream(config)["name"]
-        for i in range(config["records"]):
-            emit(
-                {
-                    "type": "RECORD",
-                    "record": {
-                        "stream": name,
-                        "data": {"id": i, "name": f"n{i}"},
-                        "emitted_at": 1700000000000,
-                    },
-                }
-            )
+        emitted = 0
+        for name in stream_names(config):
+            for i in range(config["records"]):
+                emit(
+                    {
+                        "type": "RECORD",
+                        "record": {
+                            "stream": name,
+                            "data": {"id": i, "name": f"n{i}"},
+                            "emitted_at": 1700000000000,
+                        },
+                    }
+                )
+                emitted += 1
+                if emitted == config.get("pause_after"):
+                    sys.stdout.flush()
+                    time.sleep(config.get("pause_seconds", 600))
+        name = stream_names(config)[-1]
         if config.get("fail_with"):
             emit(
                 {
