@@ -1,0 +1,103 @@
+"""Fault injection, sources on an Airbyte server: ``python -m flows.bronze`` killed with ``kill -9`` at each stage
+(awaiting the job, validating, between two streams' manifests, merging into silver) on a connection's first run,
+then run again. The fake Airbyte (``tests/support/fake_airbyte``, real HTTP on loopback) lives in the test
+process, so its jobs go on when the flow dies, as Airbyte's do; each job writes rows with ids of its own, so a job
+lost on the way to silver shows as missing keys.
+
+After the re-run: silver holds exactly the keys of every job Airbyte committed, once; the raw folders hold
+exactly the manifests' files; the connection's job ledger has every job handed off and nothing in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from support.faults import PLATFORM_STREAMS as STREAMS
+from support.faults import FaultHarness, Platform, fake_platform, wait_until
+from support.s3_proxy import S3Proxy, S3Request
+
+pytestmark = pytest.mark.faults
+
+
+@pytest.fixture
+def platform(faults: FaultHarness, request: pytest.FixtureRequest) -> Iterator[Platform]:
+    marker = request.node.get_closest_marker("job_seconds")
+    with fake_platform(faults, job_seconds=marker.args[0] if marker else 0.5) as found:
+        yield found
+
+
+def rerun_converges(platform: Platform) -> None:
+    rerun = platform.start()
+    assert rerun.wait() == 0, rerun.tail()
+    assert len(platform.jobs()) == 2
+    platform.assert_converged()
+
+
+@pytest.mark.job_seconds(4.0)
+def test_first_run_killed_while_awaiting(platform: Platform) -> None:
+    """The job runs on Airbyte and the flow is polling it: killed. The job ends on Airbyte without anyone
+    watching; the re-run hands it off with its own job."""
+    run = platform.start()
+
+    def polled() -> bool:
+        jobs = platform.jobs()
+        polls = platform.airbyte.requests_to("/jobs/get_without_logs")
+        return bool(jobs) and jobs[0].status == "running" and bool(polls)
+
+    wait_until(polled, "the job is running and polled", flow=run)
+    run.kill9()
+    platform.airbyte.wait_for_job(platform.jobs()[0].id, timeout=30)
+    ledger = platform.ledger()
+    assert ledger is not None and ledger["in_flight"] == [platform.jobs()[0].id]  # recorded before awaiting
+
+    rerun_converges(platform)
+
+
+def is_report_write(request: S3Request) -> bool:
+    return request.method == "PUT" and "/_reports/" in request.key
+
+
+def test_first_run_killed_while_validating(platform: Platform, proxy: S3Proxy) -> None:
+    """The job succeeded; a stream's validation is done and its report is being written (held): killed."""
+    hold = proxy.hold(is_report_write)
+    run = platform.start(env={"AWS_ENDPOINT_URL": proxy.url})
+    hold.wait(120, "(a report write)")
+    run.kill9()
+    hold.release()
+    assert not any(platform.lake().manifests(platform.source, s) for s in STREAMS)
+
+    rerun_converges(platform)
+
+
+def is_manifest_write(request: S3Request) -> bool:
+    return request.method == "PUT" and "/_manifests/" in request.key
+
+
+def test_first_run_killed_between_two_manifests(platform: Platform, proxy: S3Proxy) -> None:
+    """The job's first stream is handed off, the second stream's manifest write is held: killed. The re-run hands
+    the job's other stream off (the issue: it was never handed off)."""
+    hold = proxy.hold(is_manifest_write, skip=1)
+    run = platform.start(env={"AWS_ENDPOINT_URL": proxy.url})
+    hold.wait(120, "(the second manifest write)")
+    run.kill9()
+    hold.release()
+    assert sum(bool(platform.lake().manifests(platform.source, s)) for s in STREAMS) == 1
+
+    rerun_converges(platform)
+
+
+def is_delta_commit(request: S3Request) -> bool:
+    return request.method == "PUT" and "/_delta_log/" in request.key
+
+
+def test_first_run_killed_while_merging(platform: Platform, proxy: S3Proxy) -> None:
+    """Bronze handed both streams off and recorded the job; silver's first commit is held: killed."""
+    hold = proxy.hold(is_delta_commit)
+    run = platform.start(env={"AWS_ENDPOINT_URL": proxy.url})
+    hold.wait(120, "(a silver commit)")
+    run.kill9()
+    hold.release()
+    assert all(platform.lake().manifests(platform.source, s) for s in STREAMS)
+
+    rerun_converges(platform)
