@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse_ingest.bronze.janitor import find_orphans, remove_orphans
-from lakehouse_ingest.lake.keys import data_key, manifest_key, quarantine_key
+from lakehouse_ingest.lake.keys import damaged_manifest_key, data_key, manifest_key, quarantine_key
 from lakehouse_ingest.lake.local import LocalStorage
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -55,4 +55,10 @@ def test_dry_run_lists_and_removal_removes_only_orphans(lake: LocalStorage, capl
     assert sum("would remove orphaned part" in r.getMessage() for r in caplog.records) == len(listed) == 2
     removed = remove_orphans(lake, "src", NOW)
     assert {o.key for o in lake.list("airbyte/src")} == before - {o.object.key for o in removed}
+    assert find_orphans(lake, "src", NOW) == []
+
+
+def test_a_manifest_set_aside_as_damaged_still_owns_its_files(lake: LocalStorage) -> None:
+    damaged = epoch(sync_at(40))
+    lake.put_bytes(damaged_manifest_key("src", "users", damaged), b'{"manifest_ver')
     assert find_orphans(lake, "src", NOW) == []

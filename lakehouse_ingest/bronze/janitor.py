@@ -8,7 +8,8 @@ but anyone reading the raw folder would count them. A file is an orphan when all
 
 - it is one of the engine's data files directly in an embedded source's stream folder (Airbyte-server sources are
   left alone: their files belong to Airbyte jobs, which the job ledger hands off);
-- no manifest and no quarantine mark of that folder is for its sync (the epoch in its name is the sync id);
+- no manifest and no quarantine mark of that folder is for its sync (the epoch in its name is the sync id); a
+  manifest set aside as damaged (``_quarantine/<sync_id>.damaged-manifest``) still owns its batch's files;
 - it is older than the newest sync of that folder that has one, or older than ``grace`` (a sync still running in
   another process is younger than both).
 
@@ -23,7 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from lakehouse_ingest.lake.keys import data_file_epoch, manifest_sync_id, source_prefix
+from lakehouse_ingest.lake.keys import damaged_manifest_sync_id, data_file_epoch, manifest_sync_id, source_prefix
 from lakehouse_ingest.lake.storage import LakeStorage, StoredObject
 
 DEFAULT_GRACE = timedelta(hours=24)
@@ -48,7 +49,7 @@ def find_orphans(storage: LakeStorage, source: str, now: datetime, grace: timede
         folder, _, rest = obj.key[len(prefix) + 1 :].partition("/")
         if "/" not in rest and data_file_epoch(rest) is not None:
             folders[folder].append(obj)
-        elif rest.startswith(("_manifests/", "_quarantine/")) and (sync_id := manifest_sync_id(rest)) is not None:
+        elif rest.startswith(("_manifests/", "_quarantine/")) and (sync_id := _marked_sync(rest)) is not None:
             owned[folder].add(sync_id)
     cutoff = int((now - grace).timestamp() * 1000)
     found = []
@@ -67,6 +68,13 @@ def find_orphans(storage: LakeStorage, source: str, now: datetime, grace: timede
                 continue
             found.append(Orphan(obj, epoch, why))
     return sorted(found, key=lambda o: o.object.key)
+
+
+def _marked_sync(key: str) -> int | None:
+    """The sync a manifest, a quarantine mark or a set-aside damaged manifest is for."""
+    if key.startswith("_quarantine/") and (sync_id := damaged_manifest_sync_id(key)) is not None:
+        return sync_id
+    return manifest_sync_id(key)
 
 
 def remove_orphans(

@@ -95,6 +95,13 @@ def damaged_manifest_key(source: str, stream: str, sync_id: int) -> str:
     return f"{stream_prefix(source, stream)}/_quarantine/{sync_id}.damaged-manifest"
 
 
+def damaged_manifest_sync_id(key: str) -> int | None:
+    """The sync id of a manifest set aside as damaged (``damaged_manifest_key``), or None for any other key."""
+    name = key.rsplit("/", 1)[-1]
+    suffix = ".damaged-manifest"
+    return int(name[: -len(suffix)]) if name.endswith(suffix) and name[: -len(suffix)].isdigit() else None
+
+
 def parse_manifest_key(key: str) -> BatchKey | None:
     """The batch a manifest key names, or None when ``key`` is not a manifest."""
     match = _MANIFEST_LOCATION.fullmatch(key)
