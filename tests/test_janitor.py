@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import logging
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from lakehouse_ingest.bronze.janitor import find_orphans, remove_orphans
-from lakehouse_ingest.lake.keys import damaged_manifest_key, data_key, manifest_key, quarantine_key
+from lakehouse_ingest.bronze.janitor import _machine, _process_started, find_orphans, remove_orphans
+from lakehouse_ingest.lake.documents import SyncOwner, write_document
+from lakehouse_ingest.lake.keys import (
+    damaged_manifest_key,
+    data_key,
+    manifest_key,
+    quarantine_key,
+    sync_owner_key,
+    sync_owners_prefix,
+)
 from lakehouse_ingest.lake.local import LocalStorage
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -62,3 +71,28 @@ def test_a_manifest_set_aside_as_damaged_still_owns_its_files(lake: LocalStorage
     damaged = epoch(sync_at(40))
     lake.put_bytes(damaged_manifest_key("src", "users", damaged), b'{"manifest_ver')
     assert find_orphans(lake, "src", NOW) == []
+
+
+def owner(sync_id: int, pid: int, **overrides: object) -> SyncOwner:
+    host, boot_id, namespace = _machine()
+    fields = {"host": host, "boot_id": boot_id, "pid_namespace": namespace, "process_started": _process_started(pid)}
+    return SyncOwner(sync_id=sync_id, started_at=NOW, pid=pid, **{**fields, **overrides})  # type: ignore[arg-type]
+
+
+def test_a_sync_whose_process_ended_on_this_machine_is_an_orphan_at_once(lake: LocalStorage) -> None:
+    ended = 2**22 + 7  # above Linux's pid_max default: no process has it
+    young = epoch(sync_at(1))  # the newest sync, an hour old: kept by the other rules
+    write_document(lake, sync_owner_key("src", young), owner(young, ended, process_started=42))
+    assert {o.sync_id for o in find_orphans(lake, "src", NOW)} == {epoch(sync_at(40)), young}
+    remove_orphans(lake, "src", NOW)
+    assert not lake.list(sync_owners_prefix("src"))  # the record of an ended process goes with its parts
+
+
+def test_a_running_sync_is_never_an_orphan_and_another_machine_cannot_tell(lake: LocalStorage) -> None:
+    running = epoch(sync_at(40))  # older than a quarantined sync: an orphan by that rule alone
+    write_document(lake, sync_owner_key("src", running), owner(running, os.getpid()))
+    young = epoch(sync_at(1))
+    write_document(lake, sync_owner_key("src", young), owner(young, 2**22 + 7, host="elsewhere", process_started=1))
+    assert find_orphans(lake, "src", NOW) == []
+    remove_orphans(lake, "src", NOW)
+    assert len(lake.list(sync_owners_prefix("src"))) == 2

@@ -10,8 +10,15 @@ but anyone reading the raw folder would count them. A file is an orphan when all
   left alone: their files belong to Airbyte jobs, which the job ledger hands off);
 - no manifest and no quarantine mark of that folder is for its sync (the epoch in its name is the sync id); a
   manifest set aside as damaged (``_quarantine/<sync_id>.damaged-manifest``) still owns its batch's files;
-- it is older than the newest sync of that folder that has one, or older than ``grace`` (a sync still running in
-  another process is younger than both).
+- its sync is over: the process that ran it ended (it ran on this machine: see below), or the sync is older than
+  the newest sync of that folder that has a mark, or older than ``grace``; never while its process is known to run.
+
+Every embedded sync records the process that runs it (``claim_sync``: ``_state/airbyte/<source>/syncs/<id>.json``,
+host name, boot id, pid namespace, pid and the process's start) before it publishes a part. So when the next sync
+runs on the same machine (the same host, boot and pid namespace: the same container), a killed sync's parts are
+removed at once, not only after a newer batch of their folder has a mark or the grace passed; from another machine
+the liveness of a process cannot be told, and those two rules alone decide. Records of processes that ended (or
+older than the grace, seen from another machine) are removed with the orphans.
 
 ``python -m flows.bronze --janitor [--dry-run]`` lists (and removes) them; every embedded sync also removes its
 source's orphans before it starts.
@@ -20,15 +27,112 @@ source's orphans before it starts.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
+from pathlib import Path
 
-from lakehouse_ingest.lake.keys import damaged_manifest_sync_id, data_file_epoch, manifest_sync_id, source_prefix
+from lakehouse_ingest.errors import DocumentError
+from lakehouse_ingest.lake.documents import SyncOwner, read_document, write_document
+from lakehouse_ingest.lake.keys import (
+    damaged_manifest_sync_id,
+    data_file_epoch,
+    manifest_sync_id,
+    source_prefix,
+    sync_owner_key,
+    sync_owners_prefix,
+)
 from lakehouse_ingest.lake.storage import LakeStorage, StoredObject
 
 DEFAULT_GRACE = timedelta(hours=24)
 _log = logging.getLogger(__name__)
+
+
+class Liveness(Enum):
+    """What this machine can tell of the process that ran a sync."""
+
+    RUNNING = "running"
+    ENDED = "ended"
+    UNKNOWN = "unknown"  # another machine, or no record
+
+
+def claim_sync(storage: LakeStorage, source: str, sync_id: int, started_at: datetime) -> None:
+    """Record that this process runs ``sync_id`` of ``source`` (before any of its parts is published)."""
+    host, boot_id, namespace = _machine()
+    document = SyncOwner(
+        sync_id=sync_id,
+        started_at=started_at,
+        host=host,
+        pid=os.getpid(),
+        boot_id=boot_id,
+        pid_namespace=namespace,
+        process_started=_process_started(os.getpid()),
+    )
+    write_document(storage, sync_owner_key(source, sync_id), document)
+
+
+def liveness(owner: SyncOwner | None) -> Liveness:
+    """Whether the process a record names still runs, as far as this machine can tell."""
+    if owner is None:
+        return Liveness.UNKNOWN
+    host, boot_id, namespace = _machine()
+    if (owner.host, owner.pid_namespace) != (host, namespace):
+        return Liveness.UNKNOWN  # another machine or container: its processes are not ours to see
+    if owner.boot_id is not None and boot_id is not None and owner.boot_id != boot_id:
+        return Liveness.ENDED  # this machine restarted since
+    if owner.process_started is not None:
+        running = _process_started(owner.pid) == owner.process_started  # gone, or its pid is another process's now
+    else:
+        running = _pid_exists(owner.pid)
+    return Liveness.RUNNING if running else Liveness.ENDED
+
+
+def _machine() -> tuple[str, str | None, str | None]:
+    """This machine as processes on it see it: host name, boot id and pid namespace (the last two on Linux)."""
+    try:
+        boot_id: str | None = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot_id = None
+    try:
+        namespace: str | None = str(Path("/proc/self/ns/pid").readlink())
+    except OSError:
+        namespace = None
+    return socket.gethostname(), boot_id, namespace
+
+
+def _process_started(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (Linux), or None (no such process, or no /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _owners(storage: LakeStorage, source: str) -> dict[int, SyncOwner]:
+    """The recorded owner of each recent sync of ``source`` (a damaged record counts as none)."""
+    found = {}
+    for obj in storage.list(sync_owners_prefix(source)):
+        try:
+            owner = read_document(storage, obj.key, SyncOwner)
+        except DocumentError:
+            continue
+        if owner is not None:
+            found[owner.sync_id] = owner
+    return found
 
 
 @dataclass(frozen=True)
@@ -52,15 +156,23 @@ def find_orphans(storage: LakeStorage, source: str, now: datetime, grace: timede
         elif rest.startswith(("_manifests/", "_quarantine/")) and (sync_id := _marked_sync(rest)) is not None:
             owned[folder].add(sync_id)
     cutoff = int((now - grace).timestamp() * 1000)
+    owners = _owners(storage, source)
     found = []
     for folder, objects in folders.items():
         newest_owned = max(owned[folder], default=None)
         for obj in objects:
             epoch = data_file_epoch(obj.key)
             assert epoch is not None
-            if {epoch - 1, epoch, epoch + 1} & owned[folder]:  # an embedded sync's id is its start in ms
+            near = {epoch - 1, epoch, epoch + 1}  # an embedded sync's id is its start in ms
+            if near & owned[folder]:
                 continue
-            if newest_owned is not None and epoch < newest_owned:
+            owner = next((owners[i] for i in sorted(near) if i in owners), None)
+            alive = liveness(owner)
+            if alive is Liveness.RUNNING:
+                continue
+            if alive is Liveness.ENDED and owner is not None:
+                why = f"sync {epoch} has no manifest or quarantine mark and its process ({owner.pid}) has ended"
+            elif newest_owned is not None and epoch < newest_owned:
                 why = f"sync {epoch} has no manifest or quarantine mark; sync {newest_owned} after it has"
             elif epoch < cutoff:
                 why = f"sync {epoch} has no manifest or quarantine mark and is older than {grace}"
@@ -80,11 +192,18 @@ def _marked_sync(key: str) -> int | None:
 def remove_orphans(
     storage: LakeStorage, source: str, now: datetime, grace: timedelta = DEFAULT_GRACE, dry_run: bool = False
 ) -> list[Orphan]:
-    """Remove (or, with ``dry_run``, only list) one embedded source's orphaned parts; each is logged."""
+    """Remove (or, with ``dry_run``, only list) one embedded source's orphaned parts, each logged; then the records
+    of sync processes that ended (or, seen from another machine, are older than ``grace``)."""
     orphans = find_orphans(storage, source, now, grace)
     for orphan in orphans:
         if not dry_run:
             storage.delete(orphan.object.key)
         verb = "would remove" if dry_run else "removed"
         _log.warning("%s: %s orphaned part %s (%s)", source, verb, storage.url_for(orphan.object.key), orphan.why)
+    if not dry_run:
+        cutoff = int((now - grace).timestamp() * 1000)
+        for sync_id, owner in _owners(storage, source).items():
+            alive = liveness(owner)
+            if alive is Liveness.ENDED or (alive is Liveness.UNKNOWN and sync_id < cutoff):
+                storage.delete(sync_owner_key(source, sync_id))
     return orphans

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse_ingest.bronze.batch import StreamBatch
-from lakehouse_ingest.bronze.janitor import remove_orphans
+from lakehouse_ingest.bronze.janitor import claim_sync, remove_orphans
 from lakehouse_ingest.bronze.parts import PartWriter
 from lakehouse_ingest.errors import ConnectorError
 from lakehouse_ingest.lake.keys import data_key, stream_prefix
@@ -90,10 +90,10 @@ def run_embedded_sync(
     """Run one embedded sync of ``plan`` into ``bronze``; raise ConnectorError if the connector fails."""
     source = plan.source
     state = load_state(bronze, source.name)
-    started_at = datetime.now(UTC)
-    remove_orphans(bronze, source.name, started_at)  # what an earlier sync of this source left when it died
-    sync_id = max(int(started_at.timestamp() * 1000), (state.last_sync_id or 0) + 1)
+    sync_id = max(int(datetime.now(UTC).timestamp() * 1000), (state.last_sync_id or 0) + 1)
     started_at = datetime.fromtimestamp(sync_id / 1000, UTC)
+    claim_sync(bronze, source.name, sync_id, started_at)  # who runs it, before a part is published
+    remove_orphans(bronze, source.name, started_at)  # what an earlier sync of this source left when it died
     connector = Connector(plan.executable, source.name)
     logger.info("%s: sync %s started (%d streams)", source.name, sync_id, len(plan.streams))
     with bronze.staging_dir() as staging:
