@@ -13,7 +13,15 @@ import uuid
 
 import pytest
 from conftest import FAKER_SOURCE
-from support.faults import FaultHarness, Lake, assert_converged, fake_source, faker_source, wait_until
+from support.faults import (
+    FaultHarness,
+    Lake,
+    assert_converged,
+    assert_nothing_left_behind,
+    fake_source,
+    faker_source,
+    wait_until,
+)
 from support.s3_proxy import S3Proxy, S3Request
 
 pytestmark = [pytest.mark.faults, pytest.mark.connector]
@@ -38,6 +46,8 @@ def converges(faults: FaultHarness, lake: Lake, catalog: object, source: str, ke
     state = lake.document(f"_state/airbyte/{source}/state.json")
     newest = max(max(lake.manifests(source, stream)) for stream in keys)
     assert state is not None and state["last_sync_id"] == newest
+    assert_nothing_left_behind(faults, lake, source)
+    assert lake.exists(f"_state/airbyte/{source}/syncs/{newest}.json")
 
 
 def test_killed_while_faker_reads(faults: FaultHarness) -> None:

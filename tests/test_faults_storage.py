@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.faults import FaultHarness, Lake, assert_converged, fake_source, wait_until
+from support.faults import FaultHarness, Lake, assert_converged, assert_nothing_left_behind, fake_source, wait_until
 from support.s3_proxy import S3Proxy, S3Request
 from support.seaweed import S3Endpoint, SeaweedS3Server
 
@@ -88,6 +88,7 @@ def test_s3_stopped_mid_sync_then_restarted(
     rerun = faults.run(lake, catalog, env=env)
     assert rerun.proc.returncode == 0, rerun.tail()
     assert_converged(lake, source, KEYS)
+    assert_nothing_left_behind(faults, lake, source)
 
 
 def is_second_manifest_write(request: S3Request) -> bool:
@@ -129,3 +130,4 @@ def test_s3_frozen_while_handing_off(
     rerun = faults.run(lake, catalog, env=env)
     assert rerun.proc.returncode == 0, rerun.tail()
     assert_converged(lake, source, KEYS)
+    assert_nothing_left_behind(faults, lake, source)

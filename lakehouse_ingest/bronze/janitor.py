@@ -45,7 +45,7 @@ from lakehouse_ingest.lake.keys import (
     sync_owner_key,
     sync_owners_prefix,
 )
-from lakehouse_ingest.lake.storage import LakeStorage, StoredObject
+from lakehouse_ingest.lake.storage import LakeStorage, StoredObject, process_exists
 
 DEFAULT_GRACE = timedelta(hours=24)
 _log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def liveness(owner: SyncOwner | None) -> Liveness:
     if owner.process_started is not None:
         running = _process_started(owner.pid) == owner.process_started  # gone, or its pid is another process's now
     else:
-        running = _pid_exists(owner.pid)
+        running = process_exists(owner.pid)
     return Liveness.RUNNING if running else Liveness.ENDED
 
 
@@ -110,16 +110,6 @@ def _process_started(pid: int) -> int | None:
     except OSError:
         return None
     return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _owners(storage: LakeStorage, source: str) -> dict[int, SyncOwner]:

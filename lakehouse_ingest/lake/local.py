@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from lakehouse_ingest.errors import ConfigError, StorageError
-from lakehouse_ingest.lake.storage import LakeStorage, StoredObject, check_key
+from lakehouse_ingest.lake.storage import LakeStorage, StoredObject, check_key, staging_folder
 
 
 class LocalStorage(LakeStorage):
@@ -83,12 +82,10 @@ class LocalStorage(LakeStorage):
     def staging_dir(self) -> Iterator[Path]:
         """Stage inside the root (hidden) so that publishing is a rename on one filesystem."""
         staging = self.root / ".staging"
-        staging.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(prefix="sync-", dir=staging))
         try:
-            yield path
+            with staging_folder(staging, "sync-") as path:
+                yield path
         finally:
-            shutil.rmtree(path, ignore_errors=True)
             with contextlib.suppress(OSError):
                 staging.rmdir()
 

@@ -9,8 +9,10 @@ failure to reach the storage is a ``StorageError`` (retryable); a missing object
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
+import socket
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -32,6 +34,37 @@ class StoredObject:
 
     key: str
     size: int
+
+
+@contextlib.contextmanager
+def staging_folder(parent: Path, prefix: str) -> Iterator[Path]:
+    """A new folder under ``parent`` named after this process (``<prefix><pid>~<host>~...``), removed afterwards.
+
+    A process killed while it staged (``kill -9``, an out-of-memory kill) cannot remove its folder, which holds half
+    a Parquet part: the next staging folder made under ``parent`` removes those of this host whose process is gone.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname()
+    for leftover in parent.glob(f"{prefix}*~{host}~*"):
+        pid = leftover.name[len(prefix) :].split("~", 1)[0]
+        if pid.isdigit() and not process_exists(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}~{host}~", dir=parent))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_key(key: str) -> str:
@@ -82,11 +115,8 @@ class LakeStorage(ABC):
     @contextlib.contextmanager
     def staging_dir(self) -> Iterator[Path]:
         """A private local directory for files that are published later; removed afterwards."""
-        path = Path(tempfile.mkdtemp(prefix="lake-staging-"))
-        try:
+        with staging_folder(Path(tempfile.gettempdir()), "lake-staging-") as path:
             yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
 
     def open_parquet(self, key: str) -> pq.ParquetFile:
         """Open a Parquet object for footer and column reads."""

@@ -251,6 +251,17 @@ def assert_converged(
     assert not problems, "\n".join(problems)
 
 
+def assert_nothing_left_behind(faults: FaultHarness, lake: Lake, source: str) -> None:
+    """After a re-run of an embedded source: no staged half-written part and no connector config folder left in the
+    runs' ``TMPDIR``, and one sync record only (the last run's: earlier ones were removed with their orphans)."""
+    staged = sorted(p.name for p in faults.tmpdir.glob("lake-staging-*"))
+    assert not staged, f"staging folders left in TMPDIR: {staged}"
+    private = faults.tmpdir / f"airbyte-lakehouse-{os.getuid()}"
+    assert not private.exists() or not any(private.iterdir()), f"connector files left: {list(private.iterdir())}"
+    records = lake.objects(f"_state/airbyte/{source}/syncs/")
+    assert len(records) == 1, f"sync records: {sorted(records)}"
+
+
 def files_holding(secret: str, roots: Iterable[Path], since: float | None = None) -> list[Path]:
     """Every regular file under ``roots`` (following no links; only those modified at or after ``since``, when
     given) whose bytes contain ``secret``."""
