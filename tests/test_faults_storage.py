@@ -29,6 +29,7 @@ def own_s3(tmp_path: Path) -> Iterator[tuple[SeaweedS3Server, S3Endpoint]]:
     server = SeaweedS3Server(tmp_path / "own-seaweed", buckets=("bronze", "silver"))
     with server as endpoint:
         yield server, endpoint
+        server.stop()  # its data goes anyway: no need to wait for weed's own shutdown
 
 
 @pytest.fixture
