@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from lakehouse_ingest.errors import DocumentError
 from lakehouse_ingest.lake.documents import SyncOwner, read_document, write_document
@@ -49,6 +50,7 @@ from lakehouse_ingest.lake.storage import LakeStorage, StoredObject, process_exi
 
 DEFAULT_GRACE = timedelta(hours=24)
 _log = logging.getLogger(__name__)
+Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
 class Liveness(Enum):
@@ -72,6 +74,15 @@ def claim_sync(storage: LakeStorage, source: str, sync_id: int, started_at: date
         process_started=_process_started(os.getpid()),
     )
     write_document(storage, sync_owner_key(source, sync_id), document)
+
+
+def release_sync(storage: LakeStorage, source: str, sync_id: int, logger: Logger = _log) -> None:
+    """Remove the record of a sync that left nothing behind (it failed and removed its parts); never raises (the
+    next sync's janitor removes a record left over)."""
+    try:
+        storage.delete(sync_owner_key(source, sync_id))
+    except Exception as exc:
+        logger.error("%s: the record of sync %s could not be removed: %s", source, sync_id, exc)
 
 
 def liveness(owner: SyncOwner | None) -> Liveness:
