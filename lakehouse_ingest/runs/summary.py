@@ -23,8 +23,10 @@ def headline(reports: Sequence[StreamReport]) -> str:
 
 
 def failure_message(reports: Sequence[StreamReport]) -> str:
-    """Every failed stream with its reason, once each: the run's failure message."""
-    return "; ".join(f"{r.source}.{r.stream}: {r.detail}" for r in failed(reports))
+    """Every failed stream with its reason, once each: the run's failure message (a reason that already starts with
+    its stream's name, as a validation failure does, is not prefixed with it again)."""
+    named = ((f"{r.source}.{r.stream}: ", r.detail) for r in failed(reports))
+    return "; ".join(detail if detail.startswith(name) else name + detail for name, detail in named)
 
 
 def locate(reports: Sequence[StreamReport], bronze_uri: str, silver_uri: str) -> None:
