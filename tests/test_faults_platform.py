@@ -101,3 +101,22 @@ def test_first_run_killed_while_merging(platform: Platform, proxy: S3Proxy) -> N
     assert all(platform.lake().manifests(platform.source, s) for s in STREAMS)
 
     rerun_converges(platform)
+
+
+def test_later_run_killed_between_two_manifests(platform: Platform, proxy: S3Proxy) -> None:
+    """The connection has a ledger (a first run handed its job off); the next run's job is half handed off when the
+    run is killed. The re-run hands off the rest of it, and its own job."""
+    first = platform.start()
+    assert first.wait() == 0, first.tail()
+    hold = proxy.hold(is_manifest_write, skip=1)
+    run = platform.start(env={"AWS_ENDPOINT_URL": proxy.url})
+    hold.wait(120, "(the second manifest write of the second job)")
+    run.kill9()
+    hold.release()
+    ledger = platform.ledger()
+    assert ledger is not None and ledger["watermark"] == 1 and ledger["in_flight"] == [2], ledger
+
+    rerun = platform.start()
+    assert rerun.wait() == 0, rerun.tail()
+    assert len(platform.jobs()) == 3
+    platform.assert_converged()
