@@ -8,19 +8,26 @@ every file of the table is touched), 25 % inserts of new keys, 5 % CDC deletes.
 Each round, on fresh copies of the table, and each side in its own subprocess (peak RSS is that process's
 VmHWM):
   (a) ours: ``lakehouse_ingest.silver.merge.apply_manifest`` (read the manifest's files, newest per key, tombstones,
-      Delta merge with the newest-wins predicates, one commit);
+      then ``silver.rewrite``: the files holding the batch's keys rewritten with Arrow, one Delta commit);
+  (a') with ``--delta-merge``, also the delta-rs ``merge`` path (what ``apply_manifest`` did before, and still
+      does for schema evolution or tables with writer features), on its own copy;
   (b) DuckDB: read the Parquet table and the batch, keep the newest row per key (window over key, by cursor and
       extraction time; the existing row wins a tie), drop deletes, write the result as Parquet.
-Then (not timed) both results are compared: same row count, and the same checksum over every row of a 1 % sample
+Then (not timed) all results are compared: same row count, and the same checksum over every row of a 1 % sample
 of keys (and over all rows).
 
     python bench/silver_merge.py [--rows 10000000] [--changes 1000000] [--rounds 3] [--recent] [--work DIR]
+        [--duckdb window,join] [--delta-merge]
+
+A set-up kept in ``--work`` is reused when its sizes match; a manifest it holds from before typed manifests is
+written again as a typed one.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -77,9 +84,6 @@ def set_up(work: Path, rows: int, changes: int, recent: bool) -> dict[str, Any]:
     import pyarrow.parquet as pq
     from deltalake import CommitProperties, write_deltalake
 
-    from lakehouse_ingest.lake.documents import Manifest, ManifestFile, write_document
-    from lakehouse_ingest.lake.keys import manifest_key
-    from lakehouse_ingest.lake.local import LocalStorage
     from lakehouse_ingest.silver.record import GENERATION_METADATA, MODE_METADATA, SYNC_ID_METADATA
 
     silver = work / "silver" / "bench" / "users"
@@ -97,6 +101,8 @@ def set_up(work: Path, rows: int, changes: int, recent: bool) -> dict[str, Any]:
         write_deltalake(str(silver), chunk, mode="append", commit_properties=commit)
         pq.write_table(chunk, duck_base / f"part-{start // CHUNK:04d}.parquet", row_group_size=CHUNK // 8)
 
+    if math.gcd(STRIDE, rows // 10 if recent else rows) != 1:
+        raise SystemExit(f"--rows {rows}: the updated keys are drawn with stride {STRIDE}, which must be coprime")
     updates, deletes = int(changes * 0.70), int(changes * 0.05)
     inserts, stale = changes - updates - deletes, updates // 20
     if recent:  # the changed keys are among the newest 10 % (rows created lately get updated)
@@ -124,26 +130,7 @@ def set_up(work: Path, rows: int, changes: int, recent: bool) -> dict[str, Any]:
     (bronze / prefix).mkdir(parents=True)
     key = f"{prefix}/2023_11_15_{CHANGE_SYNC_ID}_0.parquet"
     pq.write_table(batch, bronze / key, row_group_size=CHUNK // 8)
-    storage = LocalStorage(bronze)
-    batch_bytes = (bronze / key).stat().st_size
-    manifest = Manifest(
-        source="bench",
-        stream="users",
-        sync_id=CHANGE_SYNC_ID,
-        generation_id=0,
-        started_at=datetime.fromtimestamp(CHANGE_SYNC_ID / 1000, UTC),
-        prefix=prefix,
-        sync_mode="incremental",
-        destination_sync_mode="append",
-        primary_key=[["id"]],
-        cursor_field=["updated_at"],
-        validated_at=datetime.fromtimestamp(CHANGE_SYNC_ID / 1000, UTC),
-        bronze_root=storage.uri,
-        rows=batch.num_rows,
-        bytes=batch_bytes,
-        files=[ManifestFile(key=key, rows=batch.num_rows, bytes=batch_bytes, url=storage.url_for(key))],
-    )
-    write_document(storage, manifest_key("bench", "users", CHANGE_SYNC_ID), manifest)
+    write_manifest(bronze, key, batch.num_rows)
     return {
         "rows": rows,
         "expected": rows + inserts - deletes,
@@ -156,6 +143,51 @@ def set_up(work: Path, rows: int, changes: int, recent: bool) -> dict[str, Any]:
     }
 
 
+def write_manifest(bronze: Path, key: str, rows: int) -> None:
+    """The change batch's typed manifest (``lake.documents.Manifest``), as bronze hands a batch off."""
+    from lakehouse_ingest.lake.documents import Manifest, ManifestFile, write_document
+    from lakehouse_ingest.lake.keys import manifest_key
+    from lakehouse_ingest.lake.local import LocalStorage
+
+    storage = LocalStorage(bronze)
+    batch_bytes = (bronze / key).stat().st_size
+    at = datetime.fromtimestamp(CHANGE_SYNC_ID / 1000, UTC)
+    manifest = Manifest(
+        source="bench",
+        stream="users",
+        sync_id=CHANGE_SYNC_ID,
+        generation_id=0,
+        started_at=at,
+        prefix=key.rsplit("/", 1)[0],
+        sync_mode="incremental",
+        destination_sync_mode="append",
+        primary_key=[["id"]],
+        cursor_field=["updated_at"],
+        validated_at=at,
+        bronze_root=storage.uri,
+        rows=rows,
+        bytes=batch_bytes,
+        files=[ManifestFile(key=key, rows=rows, bytes=batch_bytes, url=storage.url_for(key))],
+    )
+    write_document(storage, manifest_key("bench", "users", CHANGE_SYNC_ID), manifest)
+
+
+def typed_manifest(work: Path) -> None:
+    """A kept set-up from before typed manifests: its manifest written again (same batch file, same rows)."""
+    import pyarrow.parquet as pq
+
+    from lakehouse_ingest.bronze.manifest import load_manifest
+    from lakehouse_ingest.errors import DocumentError
+    from lakehouse_ingest.lake.local import LocalStorage
+
+    try:
+        load_manifest(LocalStorage(work / "bronze"), "bench", "users", CHANGE_SYNC_ID)
+    except DocumentError:
+        key = f"airbyte/bench/users/2023_11_15_{CHANGE_SYNC_ID}_0.parquet"
+        write_manifest(work / "bronze", key, pq.ParquetFile(work / "bronze" / key).metadata.num_rows)
+        print("set-up's manifest written again as a typed manifest")
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident set (VmHWM)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -166,14 +198,17 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child_ours(work: Path) -> dict[str, Any]:
+def child_ours(work: Path, delta_merge: bool = False) -> dict[str, Any]:
     from lakehouse_ingest.bronze.manifest import load_manifest
     from lakehouse_ingest.lake.local import LocalStorage
+    from lakehouse_ingest.silver import merge as silver_merge
     from lakehouse_ingest.silver.merge import apply_manifest
     from lakehouse_ingest.silver.tables import SilverTables
 
+    if delta_merge:  # the previous path: delta-rs merge (what a table the rewrite leaves to delta-rs gets)
+        silver_merge.rewrite_merge = lambda *args, **kwargs: None
     bronze = LocalStorage(work / "bronze")
-    tables = SilverTables(LocalStorage(work / "round" / "silver"))
+    tables = SilverTables(LocalStorage(work / "round" / ("silver-merge" if delta_merge else "silver")))
     cpu, started = _cpu_seconds(), time.perf_counter()
     manifest = load_manifest(bronze, "bench", "users", CHANGE_SYNC_ID)
     result = apply_manifest(bronze, tables, manifest)
@@ -245,13 +280,21 @@ def child_verify(work: Path) -> dict[str, Any]:
     import duckdb
     from deltalake import DeltaTable
 
-    files = DeltaTable(str(work / "round" / "silver" / "bench" / "users")).file_uris()
-    listed = ", ".join(f"'{f}'" for f in files)
     con = duckdb.connect()
     checksum = "count(*), sum(hash(id, email, age, score, updated_at, _airbyte_raw_id, _airbyte_meta.sync_id))"
     found = {}
-    sources = {"ours": f"read_parquet([{listed}])"}
-    sources.update({v: f"'{work / 'round' / f'duckdb-{v}.parquet'}'" for v in DUCKDB_MERGES})
+    sources = {}
+    for name, folder in (("ours", "silver"), ("ours-merge", "silver-merge")):
+        if (work / "round" / folder).exists():
+            files = DeltaTable(str(work / "round" / folder / "bench" / "users")).file_uris()
+            sources[name] = "read_parquet([{}])".format(", ".join(f"'{f}'" for f in files))
+    sources.update(
+        {
+            v: f"'{work / 'round' / f'duckdb-{v}.parquet'}'"
+            for v in DUCKDB_MERGES
+            if (work / "round" / f"duckdb-{v}.parquet").exists()
+        }
+    )
     for name, source in sources.items():
         queries = {  # our own paths, no outside input
             "all": f"SELECT {checksum} FROM {source}",  # noqa: S608
@@ -285,13 +328,22 @@ def main() -> None:
         "--recent", action="store_true", help="updates and deletes hit the newest 10 %% of keys (default: all keys)"
     )
     parser.add_argument("--work", type=Path, help="keep the data here (default: a temporary directory)")
-    parser.add_argument("--child", choices=["ours", "verify", *DUCKDB_MERGES], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--duckdb",
+        default=",".join(DUCKDB_MERGES),
+        help="the DuckDB merges to time, comma-separated (default: all; at 50M rows 'join' alone saves minutes)",
+    )
+    parser.add_argument(
+        "--delta-merge", action="store_true", help="also time the delta-rs merge path (the one before the rewrite)"
+    )
+    parser.add_argument("--child", choices=["ours", "ours-merge", "verify", *DUCKDB_MERGES], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         if args.child in DUCKDB_MERGES:
             print(json.dumps(child_duckdb(args.work, args.child)))
         else:
-            print(json.dumps({"ours": child_ours, "verify": child_verify}[args.child](args.work)))
+            children = {"ours": child_ours, "verify": child_verify, "ours-merge": lambda w: child_ours(w, True)}
+            print(json.dumps(children[args.child](args.work)))
         return
     if args.work:  # keep the set-up there and reuse it
         args.work.mkdir(parents=True, exist_ok=True)
@@ -307,6 +359,7 @@ def rounds(work: Path, args: argparse.Namespace) -> None:
     if described.exists() and json.loads(described.read_text())["args"] == [args.rows, args.changes, args.recent]:
         info = json.loads(described.read_text())
         print(f"set-up reused from {work}")
+        typed_manifest(work)
     else:
         for old in ("silver", "duckdb", "bronze"):
             shutil.rmtree(work / old, ignore_errors=True)
@@ -323,18 +376,28 @@ def rounds(work: Path, args: argparse.Namespace) -> None:
         fresh = work / "round"
         shutil.rmtree(fresh, ignore_errors=True)
         shutil.copytree(work / "silver", fresh / "silver")
+        if args.delta_merge:
+            shutil.copytree(work / "silver", fresh / "silver-merge")
+        os.sync()  # the copies' writeback is set-up: not billed to whichever side runs first
         load = os.getloadavg()[0]
         ours = run_child("ours", work)
-        ducks = {variant: run_child(variant, work) for variant in DUCKDB_MERGES}
+        merged = run_child("ours-merge", work) if args.delta_merge else None
+        ducks = {variant: run_child(variant, work) for variant in args.duckdb.split(",")}
         check = run_child("verify", work)
         rows = int(check["ours"]["all"][0])
-        assert all(check[v] == check["ours"] for v in DUCKDB_MERGES), f"results differ: {check}"
+        assert all(check[v] == check["ours"] for v in check), f"results differ: {check}"
         assert rows == info["expected"], f"{rows} rows, expected {info['expected']}"
         assert check["ours"]["duplicate_keys"] == ["0"]
         best = min(ducks, key=lambda v: ducks[v]["seconds"])
         print(
             f"round {round_}: ours {ours['seconds']:.2f} s (CPU {ours['cpu']:.1f} s; +{ours['inserted']:,} "
             f"~{ours['updated']:,} -{ours['deleted']:,}), peak RSS {ours['rss_mb']:.0f} MB | "
+            + (
+                f"delta-rs merge {merged['seconds']:.2f} s (CPU {merged['cpu']:.1f} s), peak RSS "
+                f"{merged['rss_mb']:.0f} MB | "
+                if merged
+                else ""
+            )
             + " | ".join(
                 f"duckdb {v} {d['seconds']:.2f} s (CPU {d['cpu']:.1f} s), peak RSS {d['rss_mb']:.0f} MB"
                 for v, d in ducks.items()

@@ -30,6 +30,7 @@ from prefect.utilities.schema_tools.validation import ValidationError, validate
 from prefect.workers.process import ProcessWorker
 
 from deployments.build import BRONZE_FLOW, SILVER_FLOW, DeploymentPlan, runner_deployments
+from deployments.zombies import ensure_zombie_automation
 from lakehouse_ingest.catalog.sources import Catalog
 from lakehouse_ingest.errors import ConfigError, IngestError
 from lakehouse_ingest.sources.airbyte.settings import AirbyteSettings, SyncOptions
@@ -44,6 +45,7 @@ def register(
     with get_client(sync_client=True) as client:
         for pool in sorted({p.work_pool for p in plans}):
             lines.append(_ensure_process_pool(client, pool))
+        lines.append(ensure_zombie_automation(client))
         if any(s.connector is None for s in catalog.sources):
             limit = SyncOptions().max_concurrent_syncs
             lines.append(_ensure_limit(client, airbyte_limit_name(AirbyteSettings.from_env().url), limit))

@@ -1,17 +1,35 @@
 #!/bin/sh
-# One-shot MinIO setup for the local stack (the minio-init service runs it in the quay.io/minio/mc image).
-# Idempotent: safe on every `docker compose up`.
+# One-shot MinIO setup for the local stack (the minio-init service runs it in the MinIO server image, which
+# ships mc). Idempotent: safe on every `docker compose up`.
 #   - buckets bronze, silver and airbyte-logs;
 #   - the lake's own access key (LAKE_S3_ACCESS_KEY_ID / LAKE_S3_SECRET_ACCESS_KEY), a MinIO user with the
 #     built-in "readwrite" policy, so the worker and Airbyte never hold the root credentials.
-# Only POSIX sh and mc are used: the mc image has no grep, curl or jq.
+# The two secrets come from the files MINIO_ROOT_PASSWORD_FILE and LAKE_S3_SECRET_ACCESS_KEY_FILE name (compose's
+# secrets), or from the variables themselves. Only POSIX sh and mc are used (no grep, curl or jq needed).
 set -eu
+
+# secret NAME: the value of NAME, else the content of the file $NAME_FILE names.
+secret() {
+    eval "value=\${$1:-} file=\${$1_FILE:-}"
+    if [ -z "$value" ] && [ -n "$file" ]; then
+        if [ ! -r "$file" ]; then
+            echo "minio-init: $1_FILE=$file cannot be read" >&2
+            exit 1
+        fi
+        value=$(cat "$file")
+    fi
+    if [ -z "$value" ]; then
+        echo "minio-init: $1 is not set (nor $1_FILE)" >&2
+        exit 1
+    fi
+    printf '%s' "$value"
+}
 
 : "${MINIO_URL:=http://minio:9000}"
 : "${MINIO_ROOT_USER:?MINIO_ROOT_USER is not set}"
-: "${MINIO_ROOT_PASSWORD:?MINIO_ROOT_PASSWORD is not set}"
 : "${LAKE_S3_ACCESS_KEY_ID:?LAKE_S3_ACCESS_KEY_ID is not set}"
-: "${LAKE_S3_SECRET_ACCESS_KEY:?LAKE_S3_SECRET_ACCESS_KEY is not set}"
+MINIO_ROOT_PASSWORD=$(secret MINIO_ROOT_PASSWORD)
+LAKE_S3_SECRET_ACCESS_KEY=$(secret LAKE_S3_SECRET_ACCESS_KEY)
 BUCKETS="${LAKE_BUCKETS:-bronze silver airbyte-logs}"
 
 # The server is healthy before this runs (depends_on), but retry the first call anyway.

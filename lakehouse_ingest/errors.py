@@ -28,6 +28,14 @@ class ConnectorInstallError(ConnectorError):
     retryable = True
 
 
+class ConfigRejected(ConfigError, ConnectorError):
+    """The connector's own ``check`` rejected the config (bad input, exit 2), with the connector's reason."""
+
+
+class ImagePullError(ConnectorInstallError):
+    """A connector image could not be pulled or inspected (the registry or the Docker API may be unreachable)."""
+
+
 class StorageError(IngestError):
     """A read or write against the lake failed (unreachable, timed out, refused)."""
 

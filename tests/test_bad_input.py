@@ -195,20 +195,40 @@ def test_cli_help_and_argument_errors_through_the_real_entry_point(tmp_path: Pat
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.usefixtures("fake_and_faker_cache")
+def test_a_config_the_connectors_check_rejects_exit_2_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rejected = {
+        "name": "fake",
+        "connector": FAKE,
+        "config": {"records": 1, "api_key": "k-123456", "check_fails": "invalid api key k-123456 for account 42"},
+    }
+    faker = {**FAKER_SOURCE, "streams": [{"name": "products"}]}
+    bronze = tmp_path / "bronze"
+    code, err = run(["--catalog", catalog(tmp_path / "catalog.yaml", faker, rejected), "--bronze", str(bronze)], capsys)
+    assert code == 2
+    assert err.splitlines()[-1] == (
+        "error: source 'fake': the connector's check rejected the config: invalid api key **** for account 42"
+    )
+    assert "Traceback" not in err and "k-123456" not in err
+    assert not bronze.exists(), "nothing written, no source synced, silver not started"
+
+
 @pytest.mark.connector
 @pytest.mark.usefixtures("fake_and_faker_cache", "prefect_server")
-def test_a_source_failing_its_check_does_not_stop_the_others(
+def test_a_source_whose_check_cannot_run_does_not_stop_the_others(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     broken = {
         "name": "fake",
         "connector": FAKE,
-        "config": {"records": 1, "check_fails": "host db.internal unreachable"},
+        "config": {"records": 1, "check_crashes": "host db.internal unreachable"},
     }
     faker = {**FAKER_SOURCE, "streams": [{"name": "products"}]}
     bronze = tmp_path / "bronze"
     code, err = run(["--catalog", catalog(tmp_path / "catalog.yaml", broken, faker), "--bronze", str(bronze)], capsys)
     assert code == 1
-    assert "fake.*: fake: check failed: host db.internal unreachable" in err
+    assert "fake.*: fake: 'check' failed (exit 1): host db.internal unreachable (transient_error)" in err
     assert list((bronze / "airbyte" / "faker" / "products" / "_manifests").glob("*.json")), "faker still handed off"
     assert not (bronze / "airbyte" / "fake").exists()

@@ -3,6 +3,7 @@
 Each ``check_*`` function returns the problems it finds in a parsed compose file (a dict, so tests can feed
 it a mutated copy); the real file must have none, and every check is shown to report a planted problem.
 The two shell scripts of the stack run here against fake ``mc`` and ``prefect`` executables.
+tests/test_stack.py builds and runs the same files in containers.
 """
 
 from __future__ import annotations
@@ -46,10 +47,30 @@ START_ORDER = {
     },
     "deploy": {"prefect-server": "service_healthy", "prefect-worker": "service_healthy"},
 }
+# Secrets each service must mount (source -> file under /run/secrets): this project's image loads
+# /run/secrets/NAME as the variable NAME; PostgreSQL, MinIO and minio-init read the *_FILE their env names.
+_LAKE_SECRETS = {"lake_s3_secret_access_key": "AWS_SECRET_ACCESS_KEY", "airbyte_client_secret": "AIRBYTE_CLIENT_SECRET"}
+_DB_SECRET = {"postgres_password": "PREFECT_SERVER_DATABASE_PASSWORD"}
+SECRET_TARGETS = {
+    "minio": {"minio_root_password": "minio_root_password"},
+    "minio-init": {
+        "minio_root_password": "minio_root_password",
+        "lake_s3_secret_access_key": "lake_s3_secret_access_key",
+    },
+    "postgres": {"postgres_password": "postgres_password"},
+    "prefect-server": _DB_SECRET,
+    "prefect-services": _DB_SECRET,
+    "prefect-worker": _LAKE_SECRETS,
+    "deploy": _LAKE_SECRETS,
+}
 # Settings that must agree between the API process and the services process (Prefect's self-hosting guide):
 # with Prefect's in-memory defaults, events and Docket tasks would not cross from one process to the other.
 SHARED_SERVER_SETTINGS = (
-    "PREFECT_API_DATABASE_CONNECTION_URL",
+    "PREFECT_SERVER_DATABASE_DRIVER",
+    "PREFECT_SERVER_DATABASE_HOST",
+    "PREFECT_SERVER_DATABASE_PORT",
+    "PREFECT_SERVER_DATABASE_USER",
+    "PREFECT_SERVER_DATABASE_NAME",
     "PREFECT_MESSAGING_BROKER",
     "PREFECT_MESSAGING_CACHE",
     "PREFECT_SERVER_EVENTS_CAUSAL_ORDERING",
@@ -267,8 +288,23 @@ def check_depends_on(compose: Compose) -> list[str]:
     return problems
 
 
+def secret_sources(compose: Compose) -> dict[str, str]:
+    """Top-level secret name -> the variable (from .env) its value is read from."""
+    return {name: str((spec or {}).get("environment", "")) for name, spec in (compose.get("secrets") or {}).items()}
+
+
+def service_secrets(service: dict[str, Any]) -> dict[str, str]:
+    """The service's secrets: source -> target (the file name under /run/secrets)."""
+    found = {}
+    for entry in service.get("secrets") or []:
+        source = entry if isinstance(entry, str) else entry["source"]
+        found[source] = source if isinstance(entry, str) else entry.get("target", source)
+    return found
+
+
 def check_env_refs(compose: Compose, env_example: dict[str, str]) -> list[str]:
     referenced = {ref_name(m) for text in strings(compose) for m in var_refs(text)}
+    referenced |= {var for var in secret_sources(compose).values() if var}
     problems = [f"${{{name}}} is not in .env.example" for name in sorted(referenced - set(env_example))]
     problems += [
         f".env.example: {name} is not used by docker-compose.yml" for name in sorted(set(env_example) - referenced)
@@ -277,16 +313,14 @@ def check_env_refs(compose: Compose, env_example: dict[str, str]) -> list[str]:
 
 
 def _literal_secret(name: str, value: str) -> str | None:
-    refs = list(var_refs(value))
+    """A secret a container's environment would show in `docker inspect`: it must come as a file instead."""
     if SECRET_NAME.search(name):
-        whole = len(refs) == 1 and refs[0].group(0) == value.replace("$$", "\0")
-        if value and not whole:
-            return f"{name} must be a single ${{VAR}} reference to .env, not {value!r}"
-        if whole and refs[0].group("op") in ("-", ":-") and refs[0].group("arg"):
-            return f"{name} has a literal default {refs[0].group('arg')!r}"
+        if name.endswith("_FILE"):
+            return None if value.startswith("/run/secrets/") else f"{name} must name a file under /run/secrets"
+        return f"{name} would show in `docker inspect`: mount it as a secret file (secrets:), not {value!r}"
     masked = VAR_REF.sub("\x01", value.replace("$$", "\0"))  # each ${...} becomes one \x01
-    if (url := URL_WITH_PASSWORD.search(masked)) and url.group("password") != "\x01":
-        return f"{name} holds a URL with a literal password"
+    if URL_WITH_PASSWORD.search(masked):
+        return f"{name} holds a URL with a password (shown by `docker inspect`)"
     for token in TOKEN_LIKE.findall(masked):
         if re.search(r"\d", token) and re.search(r"[A-Za-z]", token):
             return f"{name} holds a token-like literal {token[:4]}..."
@@ -299,6 +333,29 @@ def check_no_secret_literals(compose: Compose) -> list[str]:
         for name, value in environment(service).items():
             if problem := _literal_secret(name, value):
                 problems.append(f"{svc_name}: {problem}")
+    return problems
+
+
+def check_secret_files(compose: Compose) -> list[str]:
+    """Secrets travel as files: each comes from a .env variable, and each service mounts only declared ones."""
+    sources = secret_sources(compose)
+    problems = [
+        f"secret {name}: no `environment:` variable to read it from" for name, var in sources.items() if not var
+    ]
+    for svc_name, service in services(compose).items():
+        mounted = service_secrets(service)
+        problems += [f"{svc_name}: secret {s} is not declared under secrets:" for s in mounted if s not in sources]
+        for name, value in environment(service).items():
+            target = value.removeprefix("/run/secrets/")
+            if name.endswith("_FILE") and value.startswith("/run/secrets/") and target not in mounted.values():
+                problems.append(f"{svc_name}: {name} names {value}, which the service does not mount")
+    for svc_name, wanted in SECRET_TARGETS.items():
+        mounted = service_secrets(services(compose).get(svc_name, {}))
+        problems += [
+            f"{svc_name}: secret {source} must be mounted as {target}"
+            for source, target in wanted.items()
+            if mounted.get(source) != target
+        ]
     return problems
 
 
@@ -315,8 +372,17 @@ def check_dockerfile(text: str) -> list[str]:
     base = re.search(r"^FROM\s+(\S+)", text, re.MULTILINE)
     if not base:
         return ["Dockerfile: no FROM"]
-    if not re.fullmatch(r"python:3\.11\.\d+-slim(-[a-z]+)?(@sha256:[0-9a-f]{64})?", base.group(1)):
-        problems.append(f"Dockerfile: base image {base.group(1)} is not a pinned python:3.11.X-slim")
+    image = base.group(1)
+    if arg := re.fullmatch(r"\$\{?(\w+)\}?", image):  # FROM ${BASE_IMAGE}: its ARG's default is what users get
+        default = re.search(rf"^ARG\s+{arg.group(1)}=(\S+)", text, re.MULTILINE)
+        image = default.group(1) if default else f"${arg.group(1)} without a default"
+    if not re.fullmatch(r"python:3\.11\.\d+-slim(-[a-z]+)?(@sha256:[0-9a-f]{64})?", image):
+        problems.append(f"Dockerfile: base image {image} is not a pinned python:3.11.X-slim")
+    if not re.search(r"^HEALTHCHECK\s+(?!NONE)", text, re.MULTILINE):
+        problems.append("Dockerfile: no HEALTHCHECK")
+    for name in re.findall(r"^(?:ENV|ARG)\s+(\w+)", text, re.MULTILINE):
+        if SECRET_NAME.search(name):
+            problems.append(f"Dockerfile: {name} would be kept in the image's layers and history")
     if not re.search(r"pip install\b[^\n]*-c constraints\.txt[^\n]*\s\"?\.(\[server\])?\"?(\s|$)", text):
         problems.append('Dockerfile: does not `pip install -c constraints.txt .` (or ".[server]")')
     if "[server]" not in text:
@@ -360,6 +426,11 @@ def check_bucket_init(compose: Compose) -> list[str]:
     runs = "/minio-init.sh" in " ".join(strings(init.get("entrypoint") or init.get("command") or []))
     if not (mounted and runs):
         problems.append("minio-init: does not run docker/minio-init.sh")
+    minio_image = services(compose).get("minio", {}).get("image")
+    if init.get("image") != minio_image:
+        problems.append(
+            f"minio-init: image {init.get('image')} is not the minio service's {minio_image} (which has mc)"
+        )
     if "mc mb --ignore-existing" not in script_text:
         problems.append("minio-init.sh: bucket creation is not idempotent (mc mb --ignore-existing)")
     return problems
@@ -378,8 +449,10 @@ def check_prefect_topology(compose: Compose) -> list[str]:
     for name in SHARED_SERVER_SETTINGS:
         if not server_env.get(name) or server_env.get(name) != background_env.get(name):
             problems.append(f"{name} must be set, and equal, in prefect-server and prefect-services")
-    if not server_env.get("PREFECT_API_DATABASE_CONNECTION_URL", "").startswith("postgresql+asyncpg://"):
-        problems.append("prefect-server: the database URL is not postgresql+asyncpg://")
+    if server_env.get("PREFECT_SERVER_DATABASE_DRIVER") != "postgresql+asyncpg":
+        problems.append("prefect-server: the database driver is not postgresql+asyncpg")
+    if server_env.get("PREFECT_SERVER_DATABASE_HOST") != "postgres":
+        problems.append("prefect-server: the database host is not the postgres service")
     if "redis" not in server_env.get("PREFECT_MESSAGING_BROKER", ""):
         problems.append("prefect-server: events do not go through Redis")
     for name in ("prefect-worker", "deploy"):
@@ -403,9 +476,11 @@ def check_lake_env(compose: Compose) -> list[str]:
     ]
     problems += [
         f"prefect-worker: {k} is not set"
-        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "PREFECT_WORK_POOL")
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_REGION", "PREFECT_WORK_POOL")
         if not env.get(k)
     ]
+    if "AWS_SECRET_ACCESS_KEY" not in service_secrets(services(compose).get("prefect-worker", {})).values():
+        problems.append("prefect-worker: no secret is mounted as AWS_SECRET_ACCESS_KEY")
     return problems
 
 
@@ -418,6 +493,7 @@ CHECKS: dict[str, Callable[[Compose], list[str]]] = {
     "depends_on": check_depends_on,
     "env_refs": lambda c: check_env_refs(c, load_env_example()),
     "secrets": check_no_secret_literals,
+    "secret_files": check_secret_files,
     "worker_build": check_worker_build,
     "bucket_init": check_bucket_init,
     "prefect_topology": check_prefect_topology,
@@ -539,28 +615,57 @@ MUTATIONS: list[tuple[str, Callable[[Compose], None], str, str]] = [
     ("required ref", _env("prefect-worker", "X", "${NOPE_B:?set it}"), "env_refs", "${NOPE_B} is not in"),
     ("bare ref", _env("prefect-worker", "X", "a-$NOPE_C"), "env_refs", "${NOPE_C} is not in"),
     ("unused example key", _delete("services.prefect-worker.environment.PREFECT_WORKER_LIMIT"), "env_refs", "not used"),
-    ("literal password", _env("postgres", "POSTGRES_PASSWORD", "hunter2hunter2"), "secrets", "POSTGRES_PASSWORD must"),
+    ("literal password", _env("postgres", "POSTGRES_PASSWORD", "hunter2hunter2"), "secrets", "POSTGRES_PASSWORD would"),
     (
-        "literal default",
-        _env("minio", "MINIO_ROOT_PASSWORD", "${MINIO_ROOT_PASSWORD:-minioadmin123}"),
+        "password from .env in the environment",
+        _env("minio", "MINIO_ROOT_PASSWORD", "${MINIO_ROOT_PASSWORD:?set it}"),
         "secrets",
-        "literal default 'minioadmin123'",
+        "MINIO_ROOT_PASSWORD would show in `docker inspect`",
     ),
+    ("secret file elsewhere", _env("postgres", "POSTGRES_PASSWORD_FILE", "/tmp/pw"), "secrets", "under /run/secrets"),
     (
         "password in URL",
         _env("prefect-server", "PREFECT_API_DATABASE_CONNECTION_URL", "postgresql+asyncpg://prefect:pw@postgres/p"),
         "secrets",
-        "URL with a literal password",
+        "URL with a password",
     ),
     (
-        "password in URL after a required user",
+        "password from .env in URL",
         _env(
             "prefect-server",
             "PREFECT_API_DATABASE_CONNECTION_URL",
-            "postgresql+asyncpg://${POSTGRES_USER:?set it}:hunter2@postgres:5432/${POSTGRES_DB}",
+            "postgresql+asyncpg://${POSTGRES_USER:?set it}:${POSTGRES_PASSWORD}@postgres:5432/${POSTGRES_DB}",
         ),
         "secrets",
-        "URL with a literal password",
+        "URL with a password",
+    ),
+    (
+        "undeclared secret",
+        _set("services.postgres.secrets", ["postgres_password", "nope"]),
+        "secret_files",
+        "postgres: secret nope is not declared",
+    ),
+    (
+        "secret file not mounted",
+        _set("services.postgres.secrets", []),
+        "secret_files",
+        "POSTGRES_PASSWORD_FILE names /run/secrets/postgres_password, which the service does not mount",
+    ),
+    (
+        "worker without its S3 secret",
+        _set(
+            "services.prefect-worker.secrets", [{"source": "airbyte_client_secret", "target": "AIRBYTE_CLIENT_SECRET"}]
+        ),
+        "secret_files",
+        "prefect-worker: secret lake_s3_secret_access_key must be mounted as AWS_SECRET_ACCESS_KEY",
+    ),
+    ("secret without source", _set("secrets.postgres_password", {}), "secret_files", "no `environment:` variable"),
+    ("secret source not in .env.example", _set("secrets.extra", {"environment": "NOPE_D"}), "env_refs", "${NOPE_D}"),
+    (
+        "init on the mc image",
+        _set("services.minio-init.image", "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z-cpuv1"),
+        "bucket_init",
+        "is not the minio service's",
     ),
     ("token literal", _env("prefect-worker", "AIRBYTE_URL", "tok_9f8e7d6c5b4a39281706"), "secrets", "token-like"),
     ("build context gone", _set("services.prefect-worker.build.context", "nowhere"), "worker_build", "does not exist"),
@@ -585,12 +690,7 @@ MUTATIONS: list[tuple[str, Callable[[Compose], None], str, str]] = [
         "prefect_topology",
         "PREFECT_MESSAGING_BROKER must be set, and equal",
     ),
-    (
-        "sqlite",
-        _env("prefect-server", "PREFECT_API_DATABASE_CONNECTION_URL", "sqlite+aiosqlite:///prefect.db"),
-        "prefect_topology",
-        "not postgresql+asyncpg",
-    ),
+    ("sqlite", _env("prefect-server", "PREFECT_SERVER_DATABASE_DRIVER", "sqlite+aiosqlite"), "prefect_topology", "not"),
     (
         "worker on localhost",
         _env("prefect-worker", "PREFECT_API_URL", "http://localhost:4200/api"),
@@ -615,16 +715,21 @@ def test_check_reports_a_planted_problem(check: str, mutate: Callable[[Compose],
 
 _COPY = "COPY constraints.txt .\n"
 _INSTALL = 'RUN pip install -c constraints.txt ".[server]"\n'
+_TAIL = "USER x\nHEALTHCHECK CMD true\n"
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("FROM python:3.11-slim\n" + _COPY + _INSTALL + "USER x\n", "pinned"),
-        ("FROM python:latest\n" + _COPY + _INSTALL + "USER x\n", "pinned"),
-        ("FROM python:3.11.13-slim\n" + _COPY + "RUN pip install .\nUSER x\n", "-c constraints.txt"),
-        ("FROM python:3.11.13-slim\n" + _COPY + "RUN pip install -c constraints.txt .\nUSER x\n", "[server]"),
-        ("FROM python:3.11.13-slim\n" + _COPY + _INSTALL, "root"),
+        ("FROM python:3.11-slim\n" + _COPY + _INSTALL + _TAIL, "pinned"),
+        ("FROM python:latest\n" + _COPY + _INSTALL + _TAIL, "pinned"),
+        ("ARG BASE_IMAGE=python:3.11-slim\nFROM ${BASE_IMAGE}\n" + _COPY + _INSTALL + _TAIL, "python:3.11-slim is"),
+        ("ARG BASE_IMAGE\nFROM $BASE_IMAGE\n" + _COPY + _INSTALL + _TAIL, "$BASE_IMAGE without a default"),
+        ("FROM python:3.11.13-slim\n" + _COPY + "RUN pip install .\n" + _TAIL, "-c constraints.txt"),
+        ("FROM python:3.11.13-slim\n" + _COPY + "RUN pip install -c constraints.txt .\n" + _TAIL, "[server]"),
+        ("FROM python:3.11.13-slim\n" + _COPY + _INSTALL + "HEALTHCHECK CMD true\n", "root"),
+        ("FROM python:3.11.13-slim\n" + _COPY + _INSTALL + "USER x\n", "no HEALTHCHECK"),
+        ("FROM python:3.11.13-slim\n" + _COPY + _INSTALL + _TAIL + "ENV AIRBYTE_CLIENT_SECRET=x\n", "layers"),
     ],
 )
 def test_dockerfile_check_reports(text: str, expected: str) -> None:
@@ -752,3 +857,59 @@ def test_worker_entrypoint_needs_the_api_url(tmp_path: Path) -> None:
     result = _run(WORKER_ENTRYPOINT, tmp_path, {"FAKE_STATE": str(tmp_path), "PREFECT_WORK_POOL": "p"}, "worker")
     assert result.returncode != 0
     assert "PREFECT_API_URL is not set" in result.stderr
+
+
+def test_minio_init_reads_its_secrets_from_files(tmp_path: Path) -> None:
+    _executable(tmp_path / "mc", FAKE_MC)
+    (tmp_path / "root").write_text("root-from-file\n")
+    (tmp_path / "lake").write_text("lake-from-file")
+    env = {
+        "MINIO_ROOT_USER": "root",
+        "MINIO_ROOT_PASSWORD_FILE": str(tmp_path / "root"),
+        "LAKE_S3_ACCESS_KEY_ID": "lakehouse",
+        "LAKE_S3_SECRET_ACCESS_KEY_FILE": str(tmp_path / "lake"),
+        "FAKE_STATE": str(tmp_path),
+    }
+    result = _run(MINIO_INIT, tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls[0] == "alias set local http://minio:9000 root root-from-file"
+    assert "admin user add local lakehouse lake-from-file" in calls
+    assert "from-file" not in result.stdout + result.stderr
+
+
+def test_minio_init_names_an_unreadable_secret_file(tmp_path: Path) -> None:
+    _executable(tmp_path / "mc", FAKE_MC)
+    env = {**MINIO_ENV, "FAKE_STATE": str(tmp_path), "MINIO_ROOT_PASSWORD": "", "MINIO_ROOT_PASSWORD_FILE": "/nope"}
+    result = _run(MINIO_INIT, tmp_path, env)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "minio-init: MINIO_ROOT_PASSWORD_FILE=/nope cannot be read"
+    assert not (tmp_path / "calls").exists()
+
+
+PRINT_ENV = ["/bin/sh", "-c", 'echo "$AWS_SECRET_ACCESS_KEY|${AIRBYTE_CLIENT_SECRET-unset}|$PLAIN"']
+
+
+def test_worker_entrypoint_loads_secret_files_into_the_environment(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "AWS_SECRET_ACCESS_KEY").write_text("s3-secret\n")
+    (secrets / "not-a-name").write_text("ignored")
+    env = {"LAKEHOUSE_SECRETS_DIR": str(secrets), "PLAIN": "plain"}
+    result = _run(WORKER_ENTRYPOINT, tmp_path, env, *PRINT_ENV)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "s3-secret|unset|plain\n"  # an absent file (an empty secret) leaves the variable unset
+    assert (
+        result.stderr == f"lakehouse-entrypoint: {secrets / 'not-a-name'}: not an environment variable name, ignored\n"
+    )
+
+
+def test_worker_entrypoint_refuses_a_secret_set_twice(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "AWS_SECRET_ACCESS_KEY").write_text("from-file")
+    env = {"LAKEHOUSE_SECRETS_DIR": str(secrets), "AWS_SECRET_ACCESS_KEY": "from-env"}
+    result = _run(WORKER_ENTRYPOINT, tmp_path, env, *PRINT_ENV)
+    assert result.returncode == 2
+    assert "AWS_SECRET_ACCESS_KEY is set both in the environment and in" in result.stderr
+    assert "from-" not in result.stdout + result.stderr

@@ -322,7 +322,8 @@ def test_when_the_job_list_is_refused_the_awaited_job_is_still_handed_off(
 
     (job,) = airbyte.jobs_for(connection_id)
     assert sorted(manifests(s3_env, name, "users")) == [job.id]
-    assert not objects(s3_env, f"_state/airbyte/{name}/jobs.json")  # nothing recorded: the next run anchors anew
+    # recorded in flight before it was awaited, never recorded as done: the next run checks it again
+    assert ledger(s3_env, name) == {"watermark": -1, "done": [], "in_flight": [job.id]}
 
 
 def test_a_failed_full_refresh_hands_off_its_appended_streams_but_no_partial_snapshot(

@@ -31,7 +31,6 @@ from lakehouse_ingest.lake.local import LocalStorage
 from lakehouse_ingest.lake.roots import open_storage
 from lakehouse_ingest.lake.storage import LakeStorage
 from lakehouse_ingest.silver import merge as silver_merge
-from lakehouse_ingest.silver import overwrite as silver_overwrite
 from lakehouse_ingest.silver import record as silver_record
 from lakehouse_ingest.silver.dedup import latest_per_key
 from lakehouse_ingest.silver.merge import apply_manifest
@@ -595,15 +594,16 @@ def test_a_crash_inside_an_overwrite_leaves_the_old_table_and_a_rerun_converges(
     apply_manifest(bronze, tables, write(bronze, "src", Batch(1, 1, True, (Op(1, 1, "a", False, 1),))))
     apply_manifest(bronze, tables, write(bronze, "src", Batch(2, 1, False, (Op(2, 9, "x", True, 2),))))
     snapshot = write(bronze, "src", Batch(3, 2, True, (Op(2, 1, "b", False, 3), Op(3, 1, "c", True, 4))))
-    real = silver_overwrite.write_deltalake
+    real = SilverTables.write
 
-    def crash_on_the_table_commit(uri: Any, *args: Any, **kwargs: Any) -> None:
-        if kwargs.get("mode") == "overwrite" and "_tombstones" not in str(uri):
+    def crash_on_the_table_commit(self: SilverTables, target: Any, *args: Any, **kwargs: Any) -> None:
+        uri = target.table_uri if isinstance(target, DeltaTable) else str(target)
+        if kwargs.get("mode") == "overwrite" and "_tombstones" not in uri:
             raise RuntimeError("killed after the tombstones, before the table commit")
-        real(uri, *args, **kwargs)
+        real(self, target, *args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(silver_overwrite, "write_deltalake", crash_on_the_table_commit)
+        patch.setattr(SilverTables, "write", crash_on_the_table_commit)
         with pytest.raises(RuntimeError):
             apply_manifest(bronze, tables, snapshot)
     assert silver_rows(tables, "src") == {1: "a"}

@@ -3,8 +3,8 @@
 ```yaml
 sources:
   - name: faker                      # folder under airbyte/, CLI --source name
-    connector:                       # embedded engine: a real Airbyte source connector from PyPI
-      package: airbyte-source-faker
+    connector:                       # embedded engine: a real Airbyte source connector, one of
+      package: airbyte-source-faker  #   package (PyPI) | image (Docker) | manifest (declarative); ConnectorSpec
       version: "7.2.1"
     config: {count: 1000, seed: 42}  # "${ENV_VAR}" strings are read from the environment
     streams:                         # optional; default: every stream the connector discovers
@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from lakehouse_ingest.catalog.deployments import (
     DeploymentDefaults,
@@ -45,17 +53,46 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ConnectorSpec(_Model):
-    """A source connector published on PyPI as ``airbyte-source-<name>``."""
+DECLARATIVE_PACKAGE = "airbyte-source-declarative-manifest"
+# The runner of declarative manifests when the catalog names no version (tested with the README's example).
+DECLARATIVE_VERSION = "6.5.2"
+# An image reference: [registry[:port]/]path[:tag][@digest], path components lower case (Docker's grammar).
+_IMAGE = re.compile(
+    r"(?:(?:[a-zA-Z0-9-]+\.)*[a-zA-Z0-9-]+(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
+)
+_NETWORK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_MEMORY = re.compile(r"[0-9]+(?:\.[0-9]+)?[bkmgBKMG]?")
+_IMAGE_ONLY = ("network", "pull", "memory", "cpus")
 
-    package: str
+
+class ConnectorSpec(_Model):
+    """An Airbyte source connector run by the embedded engine, of one of three kinds (exactly one key of them):
+
+    - ``package``: a Python connector published on PyPI as ``airbyte-source-<name>`` (``version`` pins it,
+      ``executable`` names its console script when it is not ``source-<name>``), installed into its own virtualenv;
+    - ``image``: a Docker image (``airbyte/source-postgres:3.6.22``), run as Airbyte's workers run it, through the
+      Docker API (``DOCKER_HOST``); ``network`` (``bridge``, ``host``, ``none`` or a named network), ``pull``
+      (``missing``, ``always``, ``never``), ``memory`` (``512m``, ``2g``) and ``cpus`` (``1.5``) apply to it;
+    - ``manifest``: a declarative (low-code) manifest file, relative to the catalog file, run by
+      ``airbyte-source-declarative-manifest`` (``version``, default ``DECLARATIVE_VERSION``).
+    """
+
+    package: str | None = None
     version: str | None = None
     executable: str | None = None
+    image: str | None = None
+    network: str = "bridge"
+    pull: Literal["missing", "always", "never"] = "missing"
+    memory: str | None = None
+    cpus: float | None = Field(default=None, gt=0)
+    manifest: Path | None = None
 
     @field_validator("package")
     @classmethod
-    def _package(cls, value: str) -> str:
-        if not _PACKAGE.fullmatch(value):
+    def _package(cls, value: str | None) -> str | None:
+        if value is not None and not _PACKAGE.fullmatch(value):
             raise ValueError("must be a PyPI package named airbyte-source-<name>")
         return value
 
@@ -66,15 +103,95 @@ class ConnectorSpec(_Model):
             raise ValueError("must be a plain version such as 7.2.1")
         return value
 
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 255 or not _IMAGE.fullmatch(value)):
+            raise ValueError("must be an image reference such as airbyte/source-postgres:3.6.22")
+        return value
+
+    @field_validator("network")
+    @classmethod
+    def _network(cls, value: str) -> str:
+        if not _NETWORK.fullmatch(value):
+            raise ValueError("must be bridge, host, none or the name of a Docker network")
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not _MEMORY.fullmatch(value):
+            raise ValueError("must be a size such as 512m or 2g")
+        return value
+
+    @field_validator("manifest")
+    @classmethod
+    def _manifest(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        """Relative to the catalog file (``catalog_dir`` in the validation context), else to the working directory."""
+        if value is None or value.is_absolute():
+            return value
+        base = (info.context or {}).get("catalog_dir")
+        return (Path(base) / value) if base is not None else value.absolute()
+
+    @model_validator(mode="after")
+    def _kind(self) -> ConnectorSpec:
+        kinds = [k for k in ("package", "image", "manifest") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            found = f"has {' and '.join(kinds)}" if kinds else "has none"
+            raise ValueError(
+                f"needs exactly one of 'package' (PyPI), 'image' (Docker) or 'manifest' (declarative); {found}"
+            )
+        if self.image is not None:
+            extra = [k for k in ("version", "executable") if getattr(self, k) is not None]
+            if extra:
+                raise ValueError(f"'{extra[0]}' does not apply to an image: the tag goes in 'image' (name:<tag>)")
+        else:
+            defaults = {k: type(self).model_fields[k].default for k in _IMAGE_ONLY}
+            extra = [k for k in _IMAGE_ONLY if getattr(self, k) != defaults[k]]
+            if extra:
+                raise ValueError(f"'{extra[0]}' applies only to an 'image' connector")
+        if self.manifest is not None and self.executable is not None:
+            raise ValueError(f"'executable' does not apply to a manifest (it runs with {DECLARATIVE_PACKAGE})")
+        return self
+
+    @property
+    def kind(self) -> Literal["package", "image", "manifest"]:
+        """Which of the three kinds of connector this is."""
+        if self.image is not None:
+            return "image"
+        return "manifest" if self.manifest is not None else "package"
+
+    @property
+    def pip_package(self) -> str:
+        """The PyPI package that runs the connector (package and manifest kinds)."""
+        if self.image is not None:
+            raise ValueError(f"image connector {self.image} has no PyPI package")
+        return self.package or DECLARATIVE_PACKAGE
+
+    @property
+    def pip_version(self) -> str | None:
+        """The version to install (a manifest's runner is pinned by default)."""
+        return self.version or (DECLARATIVE_VERSION if self.manifest is not None else None)
+
     @property
     def command(self) -> str:
         """The console script the package installs (``airbyte-source-faker`` → ``source-faker``)."""
-        return self.executable or self.package.removeprefix("airbyte-")
+        return self.executable or self.pip_package.removeprefix("airbyte-")
 
     @property
     def requirement(self) -> str:
         """The pip requirement, pinned when a version is given."""
-        return f"{self.package}=={self.version}" if self.version else self.package
+        version = self.pip_version
+        return f"{self.pip_package}=={version}" if version else self.pip_package
+
+    @property
+    def describe(self) -> str:
+        """What runs, in a few words: the pip requirement, the image, or the manifest and its runner."""
+        if self.image is not None:
+            return f"image {self.image}"
+        if self.manifest is not None:
+            return f"manifest {self.manifest} ({self.requirement})"
+        return self.requirement
 
 
 class RangeRule(_Model):
@@ -305,11 +422,16 @@ def load_catalog(path: str | Path | None = None, env: Mapping[str, str] | None =
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read catalog {where}: {exc.strerror or exc}") from None
-    return parse_catalog(text, where, os.environ if env is None else env)
+    base = Path(str(resources.files(__package__))) if path is None else Path(path).absolute().parent
+    return parse_catalog(text, where, os.environ if env is None else env, base)
 
 
-def parse_catalog(text: str, where: str, env: Mapping[str, str]) -> Catalog:
-    """Parse catalog YAML text; every problem becomes one ConfigError line naming its place."""
+def parse_catalog(text: str, where: str, env: Mapping[str, str], base: Path | None = None) -> Catalog:
+    """Parse catalog YAML text; every problem becomes one ConfigError line naming its place.
+
+    ``base``: the folder relative paths in the catalog (a connector's ``manifest``) are resolved against; the
+    catalog file's own folder when loaded from a file.
+    """
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -319,7 +441,8 @@ def parse_catalog(text: str, where: str, env: Mapping[str, str]) -> Catalog:
     if not isinstance(raw, dict) or "sources" not in raw:
         raise ConfigError(f"catalog {where} must be a mapping with a top-level 'sources:' list")
     try:
-        return Catalog.model_validate(_resolve_env(raw, env))
+        context = {"catalog_dir": base} if base is not None else None
+        return Catalog.model_validate(_resolve_env(raw, env), context=context)
     except ValidationError as exc:
         first = exc.errors()[0]
         place = ".".join(str(p) for p in first["loc"]) or "catalog"

@@ -21,7 +21,7 @@ def describe_run(
     lines = [f"dry run: nothing is synced or written. bronze: {bronze_uri}  silver: {silver_uri}"]
     for source in selected:
         if source.connector is not None:
-            engine = f"embedded connector {source.connector.requirement}"
+            engine = f"embedded connector {source.connector.describe}"
         else:
             engine = f"Airbyte connection {source.connection_id or source.connection_name!r}"
         streams = ", ".join(s.name for s in source.streams) if source.streams else "every stream it discovers"

@@ -1,6 +1,7 @@
 """A run's inputs, checked before anything starts: settings with their overrides, the sources selected, and
-everything else the CLI can refuse before Prefect starts (connector configs against their specs, Airbyte
-settings). Bad input here is a ``ConfigError`` (exit 2) and nothing has been written.
+everything else the CLI can refuse before Prefect starts (a connector package, version or image that does not
+exist, a declarative manifest that is invalid, connector configs against their specs and the connector's own
+``check``, Airbyte settings). Bad input here is a ``ConfigError`` (exit 2) and nothing has been written.
 """
 
 from __future__ import annotations
@@ -8,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from lakehouse_ingest.catalog.sources import SourceEntry, load_catalog
+from lakehouse_ingest.errors import ConfigError, ConnectorError
 from lakehouse_ingest.lake.roots import opened_storage
 from lakehouse_ingest.settings import IngestSettings
 from lakehouse_ingest.sources.airbyte.settings import AirbyteSettings
-from lakehouse_ingest.sources.embedded.connector import Connector, ConnectorInstaller
-from lakehouse_ingest.sources.embedded.plan import validate_config
+from lakehouse_ingest.sources.embedded.connector import ConnectorInstaller
+from lakehouse_ingest.sources.embedded.plan import check_config, prepare_connector
 
 
 def resolve_settings(catalog: str | None, bronze: str | None, silver: str | None) -> IngestSettings:
@@ -33,16 +35,24 @@ def select_sources(settings: IngestSettings, sources: Sequence[str] | None) -> l
 
 
 def preflight(settings: IngestSettings, sources: Sequence[str] | None, say: Callable[[str], None]) -> list[SourceEntry]:
-    """Everything refusable before a run starts: catalog, names, URIs, connector configs, Airbyte settings.
+    """Everything refusable before a run starts: catalog, names, URIs, connectors, their configs, Airbyte settings.
 
-    Installs each embedded connector that is not installed yet (``say`` reports the progress), to read its spec.
+    Installs each embedded connector that is not installed yet, or pulls its image (``say`` reports the progress),
+    checks a manifest, validates the config against the spec and runs the connector's ``check``: a config it
+    rejects is bad input. A check that could not run (a crash, a timeout) is left to the run, where it fails that
+    source only.
     """
     selected = select_sources(settings, sources)
     installer = ConnectorInstaller(settings.connector_cache_dir, say)
     for source in selected:
         if source.connector is not None:
-            connector = Connector(installer.executable(source.connector), source.name)
-            validate_config(source, connector.spec())
+            prepared = prepare_connector(source, installer)
+            try:
+                check_config(prepared)
+            except ConfigError:
+                raise
+            except ConnectorError as exc:
+                say(f"{source.name}: check could not run before the run ({exc}); planning tries again")
     if any(s.connector is None for s in selected):
         AirbyteSettings.from_env()  # AIRBYTE_URL and credentials present and coherent
     return selected

@@ -2,8 +2,12 @@
 
 - ``merge``         the entry point: ``apply_manifest`` decides whether a batch is applied already, stale, a
                     full-refresh snapshot or incremental; incremental batches are merged (or appended) here.
+- ``rewrite``       an incremental batch merged by rewriting only the data files its keys fall in, one commit;
+                    ``rewrite_plan`` (which files, key ranges), ``rewrite_files`` (one file: read, match, write),
+                    ``delta_stats`` (the statistics of a written file).
 - ``overwrite``     a full-refresh snapshot replaces the table (and its tombstones) in one commit.
-- ``dedup``         the newest-record rule: one row per key (``latest_per_key``) and its SQL form (``newer``).
+- ``dedup``         the newest-record rule: one row per key (``latest_per_key``), its SQL form (``newer``) and
+                    its Arrow mask (``newer_mask``).
 - ``tombstones``    the key and version of every CDC delete, so a late, older record cannot bring a row back.
 - ``record``        the exactly-once record: Delta application transactions naming every applied batch.
 - ``tables``        table and tombstone locations, opening and appending, delta-rs storage options.

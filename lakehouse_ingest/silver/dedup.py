@@ -1,12 +1,16 @@
 """Which record of a key is the newest: the rule every silver merge, snapshot and tombstone applies.
 
 A record is newer than another of the same key by the stream's top-level cursor (when it has one; a value beats
-no value), then by ``_airbyte_extracted_at``. The rule exists twice, in the same order: over Arrow tables
-(``latest_per_key``, reducing a batch to one row per key) and as a SQL predicate for Delta merges (``newer``).
+no value), then by ``_airbyte_extracted_at``. The rule exists three times, in the same order: over Arrow tables
+(``latest_per_key``, reducing a batch to one row per key), as a SQL predicate for Delta merges (``newer``), and as
+an Arrow mask over matched rows for the file rewrite (``newer_mask``).
 A row is replaced only by a strictly newer one, so batches commute and a late batch never overwrites newer data.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -61,3 +65,24 @@ def newer(new: str, old: str, cursor: str | None) -> str:
         f"(({new}.{cursor} = {old}.{cursor} OR ({new}.{cursor} IS NULL AND {old}.{cursor} IS NULL)) "
         f"AND {by_extraction})"
     )
+
+
+def newer_mask(new: Mapping[str, Any], old: Mapping[str, Any], cursor: str | None) -> pa.Array:
+    """Row by row, the ``new`` version (its version columns, by name) is strictly newer than the ``old`` one:
+    ``newer`` in Arrow (a NULL comparison is false, as in the SQL predicate)."""
+
+    def true(expression: Any) -> Any:
+        return pc.fill_null(expression, False)
+
+    by_extraction = true(pc.greater(new[EXTRACTED], old[EXTRACTED]))
+    if cursor is None:
+        return _array(by_extraction)
+    n, o = new[cursor], old[cursor]
+    greater = true(pc.greater(n, o))
+    appeared = pc.and_(pc.is_null(o), pc.is_valid(n))
+    same = pc.or_(true(pc.equal(n, o)), pc.and_(pc.is_null(n), pc.is_null(o)))
+    return _array(pc.or_(pc.or_(greater, appeared), pc.and_(same, by_extraction)))
+
+
+def _array(values: Any) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values

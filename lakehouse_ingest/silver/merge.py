@@ -8,7 +8,9 @@
   never pending again and never brings back replaced rows; a snapshot replaces the table (``overwrite``); any
   other batch is merged here.
 - Merge by primary key: a row is updated only by a *newer* record, so batches commute and a late batch can
-  never overwrite newer data. A CDC delete removes the row and leaves a tombstone (``tombstones``). Streams
+  never overwrite newer data. Only the data files whose key range can hold one of the batch's keys are read and
+  rewritten, with Arrow, in one commit (``rewrite``); delta-rs ``merge`` where the rewrite does not apply (schema
+  evolution, table features). A CDC delete removes the row and leaves a tombstone (``tombstones``). Streams
   without a primary key are appended. A Delta commit is atomic, so a crash leaves the previous version intact
   and a re-run applies the batch again. New columns evolve the table schema.
 - Rows keep every bronze column, so ``_airbyte_meta.sync_id``, ``_airbyte_raw_id`` and
@@ -26,14 +28,16 @@ from lakehouse_ingest.bronze.arrow_types import AIRBYTE_FIELDS
 from lakehouse_ingest.bronze.manifest import manifest_sync_ids
 from lakehouse_ingest.errors import CommitConflict
 from lakehouse_ingest.lake.documents import Manifest
+from lakehouse_ingest.lake.keys import silver_table_key
 from lakehouse_ingest.lake.storage import LakeStorage
 from lakehouse_ingest.silver.bronze_files import read_batch
 from lakehouse_ingest.silver.dedup import cursor_column, latest_per_key, newer, primary_key_columns
 from lakehouse_ingest.silver.overwrite import overwrite_snapshot
 from lakehouse_ingest.silver.record import SKIPPED_METADATA, AppliedBatch, BatchRecord, commit_properties
 from lakehouse_ingest.silver.result import SilverResult
+from lakehouse_ingest.silver.rewrite import rewrite_merge
 from lakehouse_ingest.silver.tables import SilverTables
-from lakehouse_ingest.silver.tombstones import CDC_DELETED, drop_tombstoned, record_tombstones
+from lakehouse_ingest.silver.tombstones import CDC_DELETED, drop_tombstoned, read_tombstones, record_tombstones
 
 OVERWRITE_MODES = frozenset({"overwrite", "overwrite_dedup", "overwrite_deduped"})
 
@@ -46,12 +50,13 @@ def is_overwrite(manifest: Manifest) -> bool:
 def apply_manifest(bronze: LakeStorage, tables: SilverTables, manifest: Manifest) -> SilverResult:
     """Merge one validated batch into its silver table, unless it was applied (or skipped as stale) before.
 
-    A commit that loses a race with another writer of the table raises ``CommitConflict`` (retryable): applying
-    the batch again re-reads the table's record and either finds the batch there or applies it on top.
+    A commit that loses a race with another writer of the table (or of its tombstones), including another
+    writer creating the table first, raises ``CommitConflict`` (retryable): applying the batch again re-reads the
+    table's record and either finds the batch there or applies it on top.
     """
     try:
         return _apply(bronze, tables, manifest)
-    except CommitFailedError as exc:
+    except (CommitFailedError, CommitConflict) as exc:
         raise CommitConflict(
             f"{manifest.source}.{manifest.stream} sync {manifest.sync_id}: another writer committed to the silver "
             f"table first ({str(exc).splitlines()[0][:200]})"
@@ -85,9 +90,12 @@ def _apply(bronze: LakeStorage, tables: SilverTables, manifest: Manifest) -> Sil
         return _append(tables, record, uri, batch, manifest, commit)
     cursor = cursor_column(manifest, batch)
     latest = latest_per_key(batch, keys, cursor)
-    latest = drop_tombstoned(tables, source, stream, latest, keys, cursor)
-    record_tombstones(tables, source, stream, latest, keys, cursor, commit_properties(manifest, this, "incremental"))
-    return _merge(tables, record, uri, latest, keys, cursor, manifest, commit, batch.num_rows)
+    tombstones = read_tombstones(tables, source, stream)
+    latest = drop_tombstoned(tombstones, latest, keys, cursor, snapshot)
+    record_tombstones(tables, tombstones, latest, keys, cursor, this, commit_properties(manifest, this, "incremental"))
+    rows_in = batch.num_rows
+    del batch  # ``latest`` is a copy: the merge holds the batch once, not twice
+    return _merge(tables, record, uri, latest, keys, cursor, manifest, commit, rows_in)
 
 
 def _skip(
@@ -147,6 +155,21 @@ def _merge(
         return SilverResult(
             source, stream, sync_id, uri, True, rows_in, inserted=rows.num_rows, version=tables.version(uri)
         )
+    rewritten = rewrite_merge(tables.silver, silver_table_key(source, stream), table, latest, keys, cursor, commit)
+    if rewritten is not None:  # the changed files rewritten with Arrow, one commit (see ``rewrite``)
+        return SilverResult(
+            source,
+            stream,
+            sync_id,
+            uri,
+            True,
+            rows_in,
+            inserted=rewritten.inserted,
+            updated=rewritten.updated,
+            deleted=rewritten.deleted,
+            version=tables.version(uri),
+        )
+    # a table or batch the rewrite leaves to delta-rs (table features, schema evolution)
     is_newer = newer("s", "t", cursor)
     is_delete = f"s.{CDC_DELETED} IS NOT NULL" if has_cdc else "FALSE"
     merger = table.merge(

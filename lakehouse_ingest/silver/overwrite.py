@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import write_deltalake
 
 from lakehouse_ingest.bronze.arrow_types import AIRBYTE_FIELDS
 from lakehouse_ingest.bronze.manifest import load_manifest
@@ -65,12 +64,12 @@ def overwrite_snapshot(
         for index in range(len(files)):  # the winners of each file, in file order
             selected.append(rows.slice(offset, counts.get(index, 0)))
             offset += counts.get(index, 0)
-        reset_tombstones(tables, source, stream, deletes, tombstone_commit)
+        reset_tombstones(tables, source, stream, deletes, this, tombstone_commit)
     else:
         for owner, item in files:
             check_rows(owner, item, bronze.open_parquet(item.key).metadata.num_rows)
         selected = [None] * len(files)
-        reset_tombstones(tables, source, stream, None, tombstone_commit)
+        reset_tombstones(tables, source, stream, None, this, tombstone_commit)
     inserted = sum(len(s) if s is not None else item.rows for s, (_, item) in zip(selected, files, strict=True))
 
     def batches() -> Iterator[pa.RecordBatch]:
@@ -85,13 +84,11 @@ def overwrite_snapshot(
     replaced = record.table.count() if record.table is not None else 0
     later_ids = ",".join(str(b.sync_id) for b in later)
     extra = {"lakehouse.reapplied_sync_ids": later_ids} if later_ids else {}
-    write_deltalake(
+    tables.write(
         record.target(uri),
         pa.RecordBatchReader.from_batches(schema, batches()),
+        commit_properties(manifest, this, "overwrite", record, **extra),
         mode="overwrite",
-        schema_mode="merge",
-        storage_options=tables.options,
-        commit_properties=commit_properties(manifest, this, "overwrite", record, **extra),
     )
     return SilverResult(
         source,

@@ -99,7 +99,8 @@ class BatchRecord:
         return transactions
 
     def target(self, uri: str) -> DeltaTable | str:
-        """Where a commit goes: the table as read with the record (so a concurrent commit conflicts), or its uri."""
+        """Where a commit goes: the table as read with the record (so a concurrent commit conflicts), or, when
+        there was none, its uri (the commit then creates it or fails: ``SilverTables.write``)."""
         return self.table if self.table is not None else uri
 
 
@@ -120,6 +121,15 @@ def commit_properties(
             "lakehouse.stream": manifest.stream,
             **extra,
         },
+    )
+
+
+def with_transactions(commit: CommitProperties, *extra: Transaction) -> CommitProperties:
+    """``commit`` with more application transactions."""
+    return CommitProperties(
+        custom_metadata=commit.custom_metadata,
+        app_transactions=[*(commit.app_transactions or []), *extra],
+        max_commit_retries=commit.max_commit_retries,
     )
 
 

@@ -4,11 +4,13 @@
 It speaks the real protocol (spec / check / discover / read) and its behaviour comes from its config:
 ``stream_name`` (default "items"), ``records`` (how many to emit), ``fail_with`` (emit a TRACE error
 with this message after the records and exit 1), ``exit_code`` (``read`` exits with it, silently),
-``check_fails`` (``check`` reports FAILED with it).
+``check_fails`` (``check`` reports FAILED with it: the config is rejected), ``check_crashes`` (``check`` reports a
+transient TRACE error with it and exits 1, as the CDK does when a check cannot run), ``no_primary_key`` (the
+stream declares none), ``sleep`` (seconds every command waits before answering).
 
 For the fault-injection tests: ``streams`` (several stream names; each gets ``records`` records, ids 0..records-1,
-one after the other), ``pause_after`` (after that many records in all, flush and sleep ``pause_seconds``,
-default 600: a connector caught mid-read) and ``slow_seconds`` (sleep before ``check`` and ``discover`` answer).
+one after the other) and ``pause_after`` (after that many records in all, flush and sleep ``pause_seconds``,
+default 600: a connector caught mid-read).
 """
 
 import json
@@ -27,10 +29,12 @@ SPEC = {
             "fail_with": {"type": "string"},
             "exit_code": {"type": "integer"},
             "check_fails": {"type": "string"},
+            "check_crashes": {"type": "string"},
+            "no_primary_key": {"type": "boolean"},
+            "sleep": {"type": "number"},
             "streams": {"type": "array", "items": {"type": "string"}},
             "pause_after": {"type": "integer"},
             "pause_seconds": {"type": "number"},
-            "slow_seconds": {"type": "number"},
         },
     }
 }
@@ -52,6 +56,12 @@ def stream_names(config: dict) -> list:
 
 
 def stream(config: dict, name: str | None = None) -> dict:
+    if config.get("no_primary_key"):
+        return {**_stream(config, name), "source_defined_primary_key": []}
+    return _stream(config, name)
+
+
+def _stream(config: dict, name: str | None = None) -> dict:
     return {
         "name": name or stream_names(config)[0],
         "json_schema": {
@@ -66,15 +76,19 @@ def stream(config: dict, name: str | None = None) -> dict:
 def main() -> int:
     command = sys.argv[1]
     config = option("--config", {})
+    if config.get("sleep"):
+        time.sleep(float(config["sleep"]))
     if command == "spec":
         emit({"type": "SPEC", "spec": SPEC})
+    elif command == "check" and config.get("check_crashes"):
+        error = {"message": config["check_crashes"], "failure_type": "transient_error"}
+        emit({"type": "TRACE", "trace": {"type": "ERROR", "emitted_at": 1700000000000, "error": error}})
+        return 1
     elif command == "check":
-        time.sleep(config.get("slow_seconds", 0))
         failure = config.get("check_fails")
         status = {"status": "FAILED", "message": failure} if failure else {"status": "SUCCEEDED"}
         emit({"type": "CONNECTION_STATUS", "connectionStatus": status})
     elif command == "discover":
-        time.sleep(config.get("slow_seconds", 0))
         emit({"type": "CATALOG", "catalog": {"streams": [stream(config, n) for n in stream_names(config)]}})
     elif command == "read":
         emitted = 0

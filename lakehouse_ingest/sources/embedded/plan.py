@@ -1,16 +1,26 @@
 """Planning an embedded sync: everything that can fail on bad input, before a byte is written.
 
-``plan_source`` installs the connector (if needed), validates the config against the connector's spec,
-runs ``check`` and ``discover``, and resolves the catalog's stream selection (sync modes, cursors, primary
-keys, stream and column names). The result, an ``EmbeddedPlan``, is what ``sync.run_embedded_sync`` reads.
+``prepare_connector`` makes the connector runnable and its config valid: installs the package (or the
+declarative manifest's runner), or applies the image's pull policy; reads and checks a manifest; validates the
+config against the connector's spec (a manifest's own spec). ``check_config`` runs the connector's ``check``.
+The CLI's pre-flight and the flow's planning run in one process seconds apart: what succeeded (an image
+resolved by its pull policy, a manifest checked, a config checked) is not done again within ``REUSE_SECONDS``;
+a long-lived process (``deployments serve``) does it again for a later run.
+``plan_source`` does both, runs ``discover`` and resolves the catalog's stream selection (sync modes, cursors,
+primary keys, stream and column names). The result, an ``EmbeddedPlan``, is what ``sync.run_embedded_sync`` reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jsonschema
 
@@ -18,7 +28,39 @@ from lakehouse_ingest.bronze.arrow_types import StreamColumns, stream_columns
 from lakehouse_ingest.catalog.sources import SourceEntry, StreamSelection
 from lakehouse_ingest.errors import ConfigError
 from lakehouse_ingest.lake.names import safe_stream_dir, stream_key
-from lakehouse_ingest.sources.embedded.connector import Connector, ConnectorInstaller
+from lakehouse_ingest.sources.embedded.connector import (
+    Connector,
+    ConnectorInstaller,
+    LocalRuntime,
+    Runtime,
+    config_digest,
+)
+from lakehouse_ingest.sources.embedded.docker import resolve_image
+from lakehouse_ingest.sources.embedded.install import install_logs_dir
+from lakehouse_ingest.sources.embedded.manifest import check_manifest, inject, load_manifest
+
+logger = logging.getLogger(__name__)
+REUSE_SECONDS = 300.0
+_done: dict[str, tuple[float, Any]] = {}
+_done_lock = threading.Lock()
+T = TypeVar("T")
+
+
+def _once(key: str, work: Callable[[], T]) -> T:
+    """``work()``, or its result from this process's last success with ``key`` within ``REUSE_SECONDS``."""
+    with _done_lock:
+        found = _done.get(key)
+    if found is not None and time.monotonic() - found[0] < REUSE_SECONDS:
+        reused: T = found[1]
+        return reused
+    result = work()
+    with _done_lock:
+        _done[key] = (time.monotonic(), result)
+    return result
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -62,12 +104,26 @@ class StreamPlan:
 
 
 @dataclass(frozen=True)
+class PreparedConnector:
+    """A connector ready to run for a source, and the config it receives (a manifest inlined)."""
+
+    connector: Connector
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class EmbeddedPlan:
-    """A source ready to sync: its connector executable and configured streams."""
+    """A source ready to sync: how its connector runs, the config it receives, and the configured streams."""
 
     source: SourceEntry
-    executable: Path
+    runtime: Runtime
     streams: tuple[StreamPlan, ...]
+    connector_config: dict[str, Any]
+    secrets: tuple[str, ...] = ()
+
+    def connector(self) -> Connector:
+        """The connector that reads this plan."""
+        return Connector(self.runtime, self.source.name, secrets=self.secrets)
 
     def configured_catalog(self) -> dict[str, Any]:
         """The ConfiguredAirbyteCatalog for ``read``."""
@@ -81,15 +137,88 @@ class EmbeddedPlan:
 
 def plan_source(source: SourceEntry, installer: ConnectorInstaller, check: bool = True) -> EmbeddedPlan:
     """Validate everything about ``source`` that can be validated before writing anything."""
-    if source.connector is None:
-        raise ConfigError(f"source {source.name!r} has no 'connector' to run on the embedded engine")
-    connector = Connector(installer.executable(source.connector), source.name)
-    validate_config(source, connector.spec())
+    prepared = prepare_connector(source, installer)
     if check:
-        connector.check(source.config)
-    discovered = connector.discover(source.config)
+        check_config(prepared)
+    discovered = prepared.connector.discover(prepared.config)
     streams = select_streams(source, discovered)
-    return EmbeddedPlan(source=source, executable=connector.executable, streams=tuple(streams))
+    for warning in plan_warnings(source, streams):
+        logger.warning("%s", warning)
+    return EmbeddedPlan(
+        source=source,
+        runtime=prepared.connector.runtime,
+        streams=tuple(streams),
+        connector_config=prepared.config,
+        secrets=prepared.connector.secrets,
+    )
+
+
+def prepare_connector(source: SourceEntry, installer: ConnectorInstaller) -> PreparedConnector:
+    """Install or pull the connector, check a manifest, and validate the config against the connector's spec."""
+    spec = source.connector
+    if spec is None:
+        raise ConfigError(f"source {source.name!r} has no 'connector' to run on the embedded engine")
+    manifest: dict[str, Any] | None = None
+    runtime: Runtime
+    if spec.image is not None:
+        image = spec.model_dump(include={"image", "pull", "network", "memory", "cpus"})
+        key = _digest("image", image, os.environ.get("DOCKER_HOST"))
+        runtime = _once(key, lambda: resolve_image(spec, installer.progress, install_logs_dir()))
+    else:
+        if spec.manifest is not None:
+            manifest = load_manifest(spec.manifest, source.name)  # before installing: a typo fails in a second
+        runtime = LocalRuntime(installer.executable(spec))
+    connector = Connector(runtime, source.name, spec_cache=installer.cache_dir / "images")
+    if manifest is not None and spec.manifest is not None:
+        assert isinstance(runtime, LocalRuntime)
+        python, path, loaded = runtime.executable.parent / "python", spec.manifest, manifest
+        connector_spec = _once(
+            _digest("manifest", str(python), manifest), lambda: check_manifest(python, loaded, path, source.name)
+        )
+    else:
+        connector_spec = connector.spec()
+    validate_config(source, connector_spec)
+    secrets = secret_values(source.config, connector_spec.get("connectionSpecification") or {})
+    connector = Connector(runtime, source.name, spec_cache=installer.cache_dir / "images", secrets=secrets)
+    return PreparedConnector(connector=connector, config=inject(source.config, manifest))
+
+
+def check_config(prepared: PreparedConnector) -> None:
+    """Run the connector's ``check`` (unless this process just checked the same connector and config)."""
+    _once(config_digest(prepared.connector, prepared.config), lambda: prepared.connector.check(prepared.config))
+
+
+def plan_warnings(source: SourceEntry, streams: Sequence[StreamPlan]) -> list[str]:
+    """What is allowed but probably not meant: a full refresh appended without a primary key."""
+    return [
+        f"{source.name}.{s.name}: full_refresh appended without a primary key: each sync adds a full copy to "
+        "bronze, and silver keeps every copy (it has no key to merge by); set destination_sync_mode: overwrite "
+        "to keep only the latest snapshot, or a primary_key to merge"
+        for s in streams
+        if s.sync_mode == "full_refresh" and s.destination_sync_mode == "append" and not s.primary_key
+    ]
+
+
+def secret_values(config: Any, schema: dict[str, Any]) -> list[str]:
+    """The config's values at properties the spec marks ``airbyte_secret`` (in objects, oneOf/anyOf branches)."""
+    return [str(v) for v in _secrets(config, schema) if isinstance(v, str | int) and not isinstance(v, bool)]
+
+
+def _secrets(value: Any, schema: dict[str, Any]) -> Iterator[Any]:
+    if not isinstance(schema, dict):
+        return
+    if schema.get("airbyte_secret"):
+        yield value
+        return
+    for branch in (schema.get("oneOf") or []) + (schema.get("anyOf") or []) + (schema.get("allOf") or []):
+        yield from _secrets(value, branch)
+    if isinstance(value, dict):
+        for key, sub in (schema.get("properties") or {}).items():
+            if key in value:
+                yield from _secrets(value[key], sub)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for item in value:
+            yield from _secrets(item, schema["items"])
 
 
 def validate_config(source: SourceEntry, spec: dict[str, Any]) -> None:

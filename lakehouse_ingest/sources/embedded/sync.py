@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -94,7 +95,7 @@ def run_embedded_sync(
     started_at = datetime.fromtimestamp(sync_id / 1000, UTC)
     claim_sync(bronze, source.name, sync_id, started_at)  # who runs it, before a part is published
     remove_orphans(bronze, source.name, started_at)  # what an earlier sync of this source left when it died
-    connector = Connector(plan.executable, source.name)
+    connector = plan.connector()
     logger.info("%s: sync %s started (%d streams)", source.name, sync_id, len(plan.streams))
     with bronze.staging_dir() as staging:
         sinks = _open_sinks(plan, bronze, staging, sync_id, started_at, state.generations, compression, part_max_rows)
@@ -109,7 +110,7 @@ def run_embedded_sync(
             raise
     outcome = SyncOutcome(
         source=source.name,
-        connector=source.connector.requirement if source.connector else "",
+        connector=source.connector.describe if source.connector else "",
         sync_id=sync_id,
         started_at=started_at,
         finished_at=datetime.now(UTC),
@@ -182,12 +183,12 @@ def _pump(
     errors: list[str] = []
     records = 0
     next_progress = time.monotonic() + PROGRESS_EVERY_SECONDS
-    with connector.read(plan.source.config, plan.configured_catalog(), connector_state) as process:
+    with connector.read(plan.connector_config, plan.configured_catalog(), connector_state) as process:
         for chunk in process.chunks():
             for line in chunk:
                 stream = fast_record_stream(line)
                 if stream is None:
-                    stream = _handle_message(line, latest_states, errors, logger, plan.source.name)
+                    stream = _handle_message(line, latest_states, errors, logger, plan.source.name, connector.scrub)
                 if stream is not None:
                     sink = sinks.get(stream)
                     if sink is None:
@@ -201,7 +202,7 @@ def _pump(
         code = process.wait()
         if errors or code != 0:
             detail = errors[-1] if errors else process.stderr_tail()
-            raise ConnectorError(f"{plan.source.name}: connector read failed (exit {code}): {detail}")
+            raise ConnectorError(f"{plan.source.name}: connector read failed (exit {code}): {connector.scrub(detail)}")
     return latest_states
 
 
@@ -211,12 +212,14 @@ def _handle_message(
     errors: list[str],
     logger: Logger,
     source: str,
+    scrub: Callable[[str], str] = str,
 ) -> str | None:
-    """Handle a non-fast-path line; return the stream name when it is a RECORD."""
+    """Handle a non-fast-path line; return the stream name when it is a RECORD. Text from the connector is logged
+    with the config's secret values masked (``scrub``)."""
     message = parse_message(line)
     if message is None:
         if line.strip():
-            logger.debug("%s connector: %s", source, line[:500].decode(errors="replace").rstrip())
+            logger.debug("%s connector: %s", source, scrub(line[:500].decode(errors="replace").rstrip()))
         return None
     kind = message["type"]
     if kind == "RECORD":
@@ -229,12 +232,12 @@ def _handle_message(
     elif kind == "LOG":
         log = message.get("log") or {}
         level = _LOG_LEVELS.get(str(log.get("level")), logging.DEBUG)
-        logger.log(level, "%s connector: %s", source, str(log.get("message", ""))[:2000])
+        logger.log(level, "%s connector: %s", source, scrub(str(log.get("message", ""))[:2000]))
     elif kind == "TRACE":
         error = trace_error_message(message)
         if error:
             errors.append(error)
-            logger.error("%s connector error: %s", source, error)
+            logger.error("%s connector error: %s", source, scrub(error))
     return None
 
 
