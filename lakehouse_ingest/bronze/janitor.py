@@ -20,8 +20,9 @@ removed at once, not only after a newer batch of their folder has a mark or the 
 the liveness of a process cannot be told, and those two rules alone decide. Records of processes that ended (or
 older than the grace, seen from another machine) are removed with the orphans.
 
-``python -m flows.bronze --janitor [--dry-run]`` lists (and removes) them; every embedded sync also removes its
-source's orphans before it starts.
+Every embedded sync removes its source's orphans before it starts (``remove_orphans``);
+``python -m flows.bronze --janitor [--dry-run] [--source NAME]`` removes (or lists) them on demand, with the staging
+and connector folders dead processes left on the machine (``runs.janitor``).
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ import logging
 import os
 import socket
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -190,21 +191,78 @@ def _marked_sync(key: str) -> int | None:
     return manifest_sync_id(key)
 
 
+class Kind(StrEnum):
+    """What the janitor removes (``Leftover.kind``)."""
+
+    PART = "orphaned part"
+    SYNC_RECORD = "sync record"
+    STAGING = "staging folder"
+    CONNECTOR_FILES = "connector config folder"
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """One thing the janitor removed (or, in a dry run, would remove): where it is and why it may go; ``error`` when
+    removing it failed (it stays, and the next janitor tries again)."""
+
+    kind: Kind
+    location: str  # a lake URL, or a local path
+    why: str
+    key: str | None = None  # the key under the bronze root, for lake objects
+    error: str | None = None
+
+    def line(self, dry_run: bool) -> str:
+        """``would remove <kind> <location> (<why>)`` / ``removed ...``: one line, as the janitor logs and prints it."""
+        return f"{'would remove' if dry_run else 'removed'} {self.kind} {self.location} ({self.why})"
+
+
+def clean_source(
+    storage: LakeStorage, source: str, now: datetime, grace: timedelta = DEFAULT_GRACE, dry_run: bool = False
+) -> list[Leftover]:
+    """Remove (or, with ``dry_run``, only find) one embedded source's orphaned parts, then the records of sync
+    processes that ended (or, seen from another machine, are older than ``grace``). A removal that fails is
+    returned with its ``error`` and does not stop the others; the record of a sync whose part could not be removed
+    is kept (it still tells that sync's process ended). A listing that fails raises (``StorageError``)."""
+    found: list[Leftover] = []
+    kept: set[int] = set()
+    for orphan in find_orphans(storage, source, now, grace):
+        item = Leftover(Kind.PART, storage.url_for(orphan.object.key), orphan.why, orphan.object.key)
+        item = _removed(storage, item, dry_run)
+        kept |= {orphan.sync_id} if item.error else set()
+        found.append(item)
+    cutoff = int((now - grace).timestamp() * 1000)
+    for sync_id, owner in sorted(_owners(storage, source).items()):
+        alive = liveness(owner)
+        if alive is Liveness.ENDED:
+            why = f"sync {sync_id}: its process ({owner.pid}) has ended"
+        elif alive is Liveness.UNKNOWN and sync_id < cutoff:
+            why = f"sync {sync_id}: run on {owner.host}, older than {grace}"
+        else:
+            continue
+        if not {sync_id - 1, sync_id, sync_id + 1} & kept:
+            key = sync_owner_key(source, sync_id)
+            found.append(_removed(storage, Leftover(Kind.SYNC_RECORD, storage.url_for(key), why, key), dry_run))
+    return found
+
+
+def _removed(storage: LakeStorage, item: Leftover, dry_run: bool) -> Leftover:
+    if dry_run or item.key is None:
+        return item
+    try:
+        storage.delete(item.key)
+    except Exception as exc:
+        return replace(item, error=f"{type(exc).__name__}: {exc}")
+    return item
+
+
 def remove_orphans(
     storage: LakeStorage, source: str, now: datetime, grace: timedelta = DEFAULT_GRACE, dry_run: bool = False
-) -> list[Orphan]:
-    """Remove (or, with ``dry_run``, only list) one embedded source's orphaned parts, each logged; then the records
-    of sync processes that ended (or, seen from another machine, are older than ``grace``)."""
-    orphans = find_orphans(storage, source, now, grace)
-    for orphan in orphans:
-        if not dry_run:
-            storage.delete(orphan.object.key)
-        verb = "would remove" if dry_run else "removed"
-        _log.warning("%s: %s orphaned part %s (%s)", source, verb, storage.url_for(orphan.object.key), orphan.why)
-    if not dry_run:
-        cutoff = int((now - grace).timestamp() * 1000)
-        for sync_id, owner in _owners(storage, source).items():
-            alive = liveness(owner)
-            if alive is Liveness.ENDED or (alive is Liveness.UNKNOWN and sync_id < cutoff):
-                storage.delete(sync_owner_key(source, sync_id))
-    return orphans
+) -> list[Leftover]:
+    """``clean_source``, each item logged (what the next embedded sync of a source does before it starts)."""
+    found = clean_source(storage, source, now, grace, dry_run)
+    for item in found:
+        if item.error:
+            _log.error("%s: could not remove %s %s: %s", source, item.kind, item.location, item.error)
+        elif item.kind is Kind.PART:
+            _log.warning("%s: %s", source, item.line(dry_run))
+    return found

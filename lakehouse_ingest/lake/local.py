@@ -81,13 +81,17 @@ class LocalStorage(LakeStorage):
     @contextlib.contextmanager
     def staging_dir(self) -> Iterator[Path]:
         """Stage inside the root (hidden) so that publishing is a rename on one filesystem."""
-        staging = self.root / ".staging"
+        staging, prefix = self.staging_location()
         try:
-            with staging_folder(staging, "sync-") as path:
+            with staging_folder(staging, prefix) as path:
                 yield path
         finally:
             with contextlib.suppress(OSError):
                 staging.rmdir()
+
+    def staging_location(self) -> tuple[Path, str]:
+        """``<root>/.staging/sync-*``."""
+        return self.root / ".staging", "sync-"
 
     def check_reachable(self) -> None:
         existing = next((p for p in (self.root, *self.root.parents) if p.exists()), None)
