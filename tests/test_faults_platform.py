@@ -10,11 +10,13 @@ exactly the manifests' files; the connection's job ledger has every job handed o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 
 import pytest
 from support.faults import PLATFORM_STREAMS as STREAMS
-from support.faults import FaultHarness, Platform, fake_platform, wait_until
+from support.faults import FaultHarness, Platform, assert_converged, fake_platform, wait_until
 from support.s3_proxy import S3Proxy, S3Request
 
 pytestmark = pytest.mark.faults
@@ -120,3 +122,47 @@ def test_later_run_killed_between_two_manifests(platform: Platform, proxy: S3Pro
     assert rerun.wait() == 0, rerun.tail()
     assert len(platform.jobs()) == 3
     platform.assert_converged()
+
+
+def test_a_restored_server_whose_job_ids_restart_is_reported(platform: Platform) -> None:
+    """The lake is pointed at the Airbyte server restored from a backup taken before its first job: the server
+    counts job ids from 1 again. (The handed-off job 1 is made an hour older in the ledger, as it would be: the
+    ledger tells a reused id by a creation time past the recorded job's plus a clock-skew margin.) The run whose
+    own job is the first reused id reports it, one line naming the source, the job and what to do, and hands
+    nothing off: its batches would take the place of the first job 1's. Every later run refuses before it triggers
+    anything (exit 2). Silver keeps exactly what the first job committed."""
+    first = platform.start()
+    assert first.wait() == 0, first.tail()
+    lake, source = platform.lake(), platform.source
+    committed = platform.committed()
+    before = {stream: (lake.manifests(source, stream), lake.data_files(source, stream)) for stream in STREAMS}
+    with platform.airbyte.state.lock:  # the restore: no job history, ids from 1 again
+        platform.airbyte.state.jobs.clear()
+        platform.airbyte.state.next_job_id = 1
+    ledger = platform.ledger()
+    assert ledger is not None and ledger["watermark"] == 1
+    created = datetime.fromisoformat(ledger["watermark_created_at"]) - timedelta(hours=1)
+    ledger_key = f"_state/airbyte/{source}/jobs/{platform.connection_id}.json"
+    lake.write(ledger_key, json.dumps({**ledger, "watermark_created_at": created.isoformat()}).encode())
+
+    reused = platform.start()
+    assert reused.wait() == 1, reused.tail()
+    errors = [line for line in reused.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, reused.tail()
+    assert f"source '{source}': the job ids of connection {platform.connection_id} went backwards (job 1 " in errors[0]
+    assert "point this source at a new connection or a new bronze prefix" in errors[0]
+    (job,) = platform.jobs()
+    assert job.status == "succeeded"  # it ran and committed: its files are in bronze, never handed off
+    landed = {}
+    for stream in STREAMS:
+        manifests, files = before[stream]
+        assert lake.manifests(source, stream) == manifests  # nothing handed off, nothing replaced
+        landed[stream] = lake.data_files(source, stream) - files
+        assert landed[stream], stream
+    assert_converged(lake, source, committed, set_aside=landed)
+
+    refused = platform.start()
+    assert refused.wait() == 2, refused.tail()
+    why = errors[0].removeprefix(f"error: {source}.*: ")
+    assert [line for line in refused.err.splitlines() if line.startswith("error:")] == [f"error: {why}"]
+    assert len(platform.jobs()) == 1, "refused before triggering"
