@@ -9,6 +9,7 @@ a Delta log commit: merging).
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -66,19 +67,44 @@ def test_killed_while_faker_reads(faults: FaultHarness) -> None:
 
 def test_killed_mid_read_after_a_part_was_published(faults: FaultHarness) -> None:
     """The connector paused mid-read after the engine published the first parts of a stream: the killed sync's parts
-    stay in bronze (no manifest); the re-run removes them and lands everything once."""
+    stay in bronze (no manifest), with its process record, its staging folder and its connector's config folder.
+    ``--janitor --dry-run`` lists exactly those, ``--janitor`` removes them; the re-run lands everything once."""
     source = unique("midread")
     lake = faults.lake(source)
     catalog = faults.catalog(fake_source(source, records=12_000, pause_after=11_000))
     run = faults.start(lake, catalog, env={"PART_MAX_ROWS": "4000"})
-    parts = wait_until(lambda: lake.data_files(source, "items"), "a first part of items is published", flow=run)
+    wait_until(lambda: lake.data_files(source, "items"), "a first part of items is published", flow=run)
+    wait_until(lambda: any(" read " in cmd for _, cmd in run.group()), "the connector reads", flow=run)
     run.kill9()
     run.reap()
     assert not lake.manifests(source, "items")
+    parts = lake.data_files(source, "items") | lake.data_files(source, "others")
+    (record,) = lake.objects(f"_state/airbyte/{source}/syncs/")
+    (staging,) = faults.tmpdir.glob(f"lake-staging-{run.pid}~*")
+    (config,) = (faults.tmpdir / f"airbyte-lakehouse-{os.getuid()}").glob(f"{run.pid}-*")
+
+    listed = faults.run(lake, catalog, "--janitor", "--dry-run")
+    assert listed.proc.returncode == 0, listed.tail()
+    expected = [
+        *(f"{source}: would remove orphaned part {lake.bronze_uri}/{key} (" for key in sorted(parts)),
+        f"{source}: would remove sync record {lake.bronze_uri}/{record} (",
+        f"would remove staging folder {staging} (process {run.pid} died while staging a part)",
+        f"would remove connector config folder {config} (process {run.pid} died while its connector ran)",
+    ]
+    lines = listed.out.splitlines()
+    assert len(lines) == len(expected) and all(line.startswith(e) for line, e in zip(lines, expected, strict=True)), (
+        lines
+    )
+    assert lake.data_files(source, "items") | lake.data_files(source, "others") == parts and staging.exists()
+
+    cleaned = faults.run(lake, catalog, "--janitor")
+    assert cleaned.proc.returncode == 0, cleaned.tail()
+    assert cleaned.out.splitlines() == [line.replace("would remove ", "removed ", 1) for line in lines]
+    assert not lake.data_files(source, "items") and not lake.data_files(source, "others")
+    assert not lake.objects(f"_state/airbyte/{source}/syncs/") and not staging.exists() and not config.exists()
 
     rerun_catalog = faults.catalog(fake_source(source, records=12_000))
     converges(faults, lake, rerun_catalog, source, {stream: set(range(12_000)) for stream in ("items", "others")})
-    assert not parts & lake.data_files(source, "items")
 
 
 def is_parquet_read(request: S3Request) -> bool:
