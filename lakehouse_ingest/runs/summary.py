@@ -24,9 +24,14 @@ def headline(reports: Sequence[StreamReport]) -> str:
 
 def failure_message(reports: Sequence[StreamReport]) -> str:
     """Every failed stream with its reason, once each: the run's failure message (a reason that already starts with
-    its stream's name, as a validation failure does, is not prefixed with it again)."""
-    named = ((f"{r.source}.{r.stream}: ", r.detail) for r in failed(reports))
-    return "; ".join(detail if detail.startswith(name) else name + detail for name, detail in named)
+    its stream's name, as a validation failure does, or a whole source's with its source's, as a connector error
+    does, is not prefixed with it again)."""
+    return "; ".join(_named(r) for r in failed(reports))
+
+
+def _named(report: StreamReport) -> str:
+    names = [f"{report.source}.{report.stream}: "] + ([f"{report.source}: "] if report.stream == WHOLE_SOURCE else [])
+    return report.detail if report.detail.startswith(tuple(names)) else names[0] + report.detail
 
 
 def locate(reports: Sequence[StreamReport], bronze_uri: str, silver_uri: str) -> None:
