@@ -57,15 +57,15 @@ def test_no_secret_left_anywhere(
     faults: FaultHarness, connector_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     source, failing = f"secret_{uuid.uuid4().hex[:6]}", f"failing_{uuid.uuid4().hex[:6]}"
-    lake = faults.lake(source)
-    killed = faults.start(lake, faults.catalog(fake_source(source, records=12_000, pause_after=100)))
-    wait_until(lambda: any(" read " in cmd for _, cmd in killed.group()), "the connector reads", flow=killed)
-    held = wait_until(lambda: files_holding(CONNECTOR_SECRET, [faults.tmpdir]), "its config file on disk", flow=killed)
-    killed.kill9()
-    killed.reap()
-    assert held, "the grep finds the secret where it is"
-
     with fake_platform(faults) as platform:
+        lake = platform.lake()  # where the fake Airbyte's jobs land: one bronze root for the three sources
+        killed = faults.start(lake, faults.catalog(fake_source(source, records=12_000, pause_after=100)))
+        wait_until(lambda: any(" read " in cmd for _, cmd in killed.group()), "the connector reads", flow=killed)
+        held = wait_until(lambda: files_holding(CONNECTOR_SECRET, [faults.tmpdir]), "its config on disk", flow=killed)
+        killed.kill9()
+        killed.reap()
+        assert held, "the grep finds the secret where it is"
+
         catalog = faults.catalog(
             fake_source(source, records=50),
             fake_source(failing, fail_with="upstream refused the key"),
@@ -73,8 +73,10 @@ def test_no_secret_left_anywhere(
         )
         again = faults.run(lake, catalog, env=platform.env)
         assert again.proc.returncode == 1, again.tail()
-        assert f"{failing}: connector read failed" in again.err
+        errors = [line for line in again.err.splitlines() if line.startswith("error:")]
+        assert errors == [f"error: {failing}: connector read failed (exit 1): upstream refused the key (config_error)"]
         assert_converged(lake, source, {"items": set(range(50)), "others": set(range(50))})
+        platform.assert_converged()
         assert platform.airbyte.requests_to("/applications/token"), "the client secret was used"
 
     time.sleep(1)  # let the Prefect server write what the runs sent it
