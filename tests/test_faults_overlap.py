@@ -20,6 +20,10 @@ from support.s3_proxy import S3Proxy, S3Request
 pytestmark = pytest.mark.faults
 
 LOST_THE_CREATE = "another writer created the table first"  # what the losing run logs (CommitConflict, retried)
+# The first run's commit is held until the second run's arrives, which on a loaded machine can take longer than the
+# 10 s a request may take under the harness's 30 s timeout: the held request would time out in the client (then
+# retried as a StorageError) and the two creates would not race. 60 s a request keeps the race.
+PATIENT = {"LAKE_S3_TIMEOUT_SECONDS": "180"}
 
 
 def first_commit_of(table: str) -> Callable[[S3Request], bool]:
@@ -34,7 +38,7 @@ def test_two_embedded_runs_at_once(faults: FaultHarness, proxy: S3Proxy) -> None
     lake = faults.lake(source)
     catalog = faults.catalog(fake_source(source))
     together = proxy.hold(first_commit_of(f"{source}/items"), count=2)
-    runs = [faults.start(lake, catalog, env={"AWS_ENDPOINT_URL": proxy.url}) for _ in range(2)]
+    runs = [faults.start(lake, catalog, env={"AWS_ENDPOINT_URL": proxy.url, **PATIENT}) for _ in range(2)]
     together.wait(180, "(both runs creating silver items)")
     together.release()
     codes = [run.wait() for run in runs]
@@ -51,7 +55,7 @@ def test_two_platform_runs_at_once(faults: FaultHarness, proxy: S3Proxy) -> None
 
 def two_platform_runs_at_once(platform: Platform, proxy: S3Proxy) -> None:
     together = proxy.hold(first_commit_of(f"{platform.source}/users"), count=2)
-    runs = [platform.start(env={"AWS_ENDPOINT_URL": proxy.url}) for _ in range(2)]
+    runs = [platform.start(env={"AWS_ENDPOINT_URL": proxy.url, **PATIENT}) for _ in range(2)]
     together.wait(180, "(both runs creating silver users)")
     together.release()
     codes = [run.wait() for run in runs]
