@@ -1,6 +1,9 @@
 """``python -m deployments {list,register,serve,yaml}``: the catalog's deployments, four ways.
 
 Exit codes: 0 ok, 1 the Prefect server refused or failed, 2 bad input (catalog, missing PREFECT_API_URL).
+
+``--help`` and argument errors need only ``argparse``, and a bad catalog is refused before Prefect and the flows
+load (bench/cli_startup.py; tests/test_cli_imports.py).
 """
 
 from __future__ import annotations
@@ -11,11 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
-from lakehouse_ingest.catalog.sources import load_catalog
-from lakehouse_ingest.errors import ConfigError, IngestError
-from lakehouse_ingest.settings import IngestSettings
+from lakehouse_ingest.errors import ConfigError, IngestError  # plain Python, imports nothing
 
 if TYPE_CHECKING:
     from deployments.build import DeploymentPlan
@@ -24,11 +23,14 @@ if TYPE_CHECKING:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the process exit code."""
     args = _parser().parse_args(argv)
-    from deployments.build import plan_deployments  # Prefect and the flows load only once arguments parse
+    from lakehouse_ingest.catalog.sources import load_catalog
+    from lakehouse_ingest.settings import IngestSettings
 
     try:
         catalog_path = args.catalog or IngestSettings.model_validate({}).catalog
         catalog = load_catalog(catalog_path)
+        from deployments.build import plan_deployments  # Prefect and the flows load only once the catalog stands
+
         plans = plan_deployments(catalog, catalog_path)
         if args.command == "list":
             print("\n".join(describe(plans)))
@@ -76,6 +78,8 @@ def _require_server() -> None:
 
 
 def _write_yaml(plans: list[DeploymentPlan], catalog_path: str | None, output: str | None) -> None:
+    import yaml
+
     from deployments.build import prefect_yaml
 
     command = "python -m deployments yaml" + (f" --catalog {catalog_path}" if catalog_path else "")

@@ -8,7 +8,8 @@ silver flows). Crashed also releases the run's deployment concurrency slot: with
 its deployment's only slot, and every next run of it is cancelled ("Deployment concurrency limit reached") until
 the slot's lease runs out, while the dead run shows Running in the UI for good.
 
-``register`` calls :func:`ensure_zombie_automation` (create, or update in place by name: idempotent).
+``register`` calls :func:`ensure_zombie_automation` (create, or update in place by name: idempotent), which says
+created, updated or unchanged like every other object ``register`` keeps.
 """
 
 from __future__ import annotations
@@ -70,7 +71,12 @@ def ensure_zombie_automation(client: SyncPrefectClient) -> str:
         client.create_automation(wanted)
         return f"automation {ZOMBIE_AUTOMATION!r}: created ({within})"
     current = existing[0]
-    if (current.trigger, current.actions, current.enabled) == (wanted.trigger, wanted.actions, True):
-        return f"automation {ZOMBIE_AUTOMATION!r}: exists ({within})"
+    if (current.description, current.trigger, current.actions, current.enabled) == (
+        wanted.description,
+        wanted.trigger,
+        wanted.actions,
+        True,
+    ):
+        return f"automation {ZOMBIE_AUTOMATION!r}: unchanged ({within})"
     client.update_automation(current.id, wanted)
     return f"automation {ZOMBIE_AUTOMATION!r}: updated ({within})"

@@ -5,7 +5,10 @@ source, malformed catalog, invalid connector config, unsafe names or URIs; nothi
 
 Everything that can be answered or refused without running a flow (``--help``, ``--dry-run``, ``--janitor``, bad
 options, catalog, URIs, connector configs) is, before Prefect is imported: Prefect starts in about a second, and a
-flow run on its temporary server in several more.
+flow run on its temporary server in several more. Argument parsing needs no more than ``argparse``: the core
+(pydantic, pyarrow, httpx, jsonschema) loads once the arguments parse, and only the parts the command needs, so
+``--help`` and argument errors answer in about a bare interpreter's start-up (``bench/cli_startup.py``;
+``tests/test_cli_imports.py`` keeps it so).
 """
 
 from __future__ import annotations
@@ -17,18 +20,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from lakehouse_ingest.errors import ConfigError, IngestError
-from lakehouse_ingest.lake.keys import parse_batch_id, parse_manifest_location
-from lakehouse_ingest.lake.roots import opened_storage
-from lakehouse_ingest.lake.s3 import finalize_s3
-from lakehouse_ingest.runs.dry_run import describe_run
-from lakehouse_ingest.runs.inputs import preflight, resolve_settings, select_sources
-from lakehouse_ingest.runs.janitor import sweep
-from lakehouse_ingest.runs.schedule import too_soon_reasons
-from lakehouse_ingest.settings import IngestSettings
+from lakehouse_ingest.errors import ConfigError, IngestError  # plain Python, imports nothing
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import State
+
+    from lakehouse_ingest.settings import IngestSettings
 
 BAD_INPUT, FAILED, OK = 2, 1, 0
 
@@ -39,6 +36,9 @@ def bronze_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.janitor and (args.revalidate or args.force):
         parser.error("--janitor syncs nothing: it takes --dry-run and --source, not --revalidate or --force")
+    from lakehouse_ingest.lake.keys import parse_batch_id
+    from lakehouse_ingest.runs.inputs import preflight, resolve_settings, select_sources
+
     try:
         settings = resolve_settings(args.catalog, args.bronze, args.silver)
         if args.janitor:
@@ -46,6 +46,10 @@ def bronze_main(argv: Sequence[str] | None = None) -> int:
         for item in args.revalidate or []:
             parse_batch_id(item)
         if args.dry_run:
+            from lakehouse_ingest.lake.roots import opened_storage
+            from lakehouse_ingest.runs.dry_run import describe_run
+            from lakehouse_ingest.runs.schedule import too_soon_reasons
+
             selected = select_sources(settings, args.source)
             skips: dict[str, str] = {}
             if not args.force:
@@ -77,6 +81,10 @@ def janitor(settings: IngestSettings, sources: list[str] | None, dry_run: bool) 
     """``python -m flows.bronze --janitor [--dry-run]``: remove (or list) what dead syncs left, one line each on
     stdout; a summary line, sources left alone and errors on stderr. Exit 1 when something could not be listed or
     removed (it stays; run again); an unknown source is a ``ConfigError`` (exit 2, nothing removed)."""
+    from lakehouse_ingest.lake.roots import opened_storage
+    from lakehouse_ingest.runs.inputs import select_sources
+    from lakehouse_ingest.runs.janitor import sweep
+
     selected = select_sources(settings, sources)
     with opened_storage(settings.bronze_uri) as bronze:
         found = sweep(bronze, selected, datetime.now(UTC), dry_run)
@@ -100,6 +108,9 @@ def janitor(settings: IngestSettings, sources: list[str] | None, dry_run: bool) 
 def silver_main(argv: Sequence[str] | None = None) -> int:
     """``python -m flows.silver``: merge the given (or every pending) manifest into silver."""
     args = _silver_parser().parse_args(argv)
+    from lakehouse_ingest.lake.keys import parse_manifest_location
+    from lakehouse_ingest.runs.inputs import resolve_settings, select_sources
+
     try:
         settings = resolve_settings(args.catalog, args.bronze, args.silver)
         for location in args.manifest or []:
@@ -131,7 +142,10 @@ def exit_cleanly(main: Callable[[], int]) -> int:
     try:
         return main()
     finally:
-        finalize_s3()
+        if "lakehouse_ingest.lake.s3" in sys.modules:  # else no S3 client was made (--help): nothing to shut down
+            from lakehouse_ingest.lake.s3 import finalize_s3
+
+            finalize_s3()
 
 
 def _refused(error: IngestError) -> int:

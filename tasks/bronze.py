@@ -1,5 +1,5 @@
-"""Prefect tasks of the bronze layer: plan and run embedded syncs, validate a batch, hand it off, commit
-connector state, record a successful sync."""
+"""Prefect tasks of the bronze layer: plan and run embedded syncs, validate a batch, hand it off, announce a
+source's batches to silver, commit connector state, record a successful sync."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
@@ -15,8 +16,13 @@ from lakehouse_ingest.bronze.checks.validate import BatchValidation, validate_ba
 from lakehouse_ingest.bronze.manifest import event_for, previous_manifest, publish_manifest
 from lakehouse_ingest.bronze.quarantine import failure_event, publish_report, quarantine, release_quarantine
 from lakehouse_ingest.catalog.sources import SourceEntry, StreamChecks
+from lakehouse_ingest.errors import ValidationFailed
 from lakehouse_ingest.lake.roots import opened_storage
+from lakehouse_ingest.runs.links import console_url, location_markdown
+from lakehouse_ingest.runs.naming import artifact_key
 from lakehouse_ingest.runs.schedule import record_success
+from lakehouse_ingest.runs.silver_runs import batches_event
+from lakehouse_ingest.runs.summary import check_rows, failed_check_line, failed_checks_detail
 from lakehouse_ingest.sources.embedded.connector import ConnectorInstaller
 from lakehouse_ingest.sources.embedded.plan import EmbeddedPlan, plan_source
 from lakehouse_ingest.sources.embedded.state import load_state, save_state
@@ -47,9 +53,22 @@ def embedded_sync_task(plan: EmbeddedPlan, bronze_uri: str, compression: str, pa
         return run_embedded_sync(plan, bronze, get_run_logger(), compression=compression, part_max_rows=part_max_rows)
 
 
+class BatchRejected(ValidationFailed):
+    """A batch failed validation: its validate task ends Failed with this, which carries every check."""
+
+    def __init__(self, validation: BatchValidation, quarantine: str) -> None:
+        self.validation, self.quarantine = validation, quarantine
+        detail = failed_checks_detail(validation.checks)
+        super().__init__(f"{validation.source}.{validation.stream}: {detail} (quarantined: {quarantine})")
+
+    def __reduce__(self) -> tuple[type[BatchRejected], tuple[BatchValidation, str]]:
+        return BatchRejected, (self.validation, self.quarantine)
+
+
 @transient_retrying_task("validate-batch", "validate-{batch.source}-{batch.stream}")
 def validate_batch_task(batch: StreamBatch, bronze_uri: str, checks: StreamChecks) -> BatchValidation:
-    """Check the Parquet that landed for one stream; keep a report; quarantine and announce a failure."""
+    """Check the Parquet that landed for one stream; keep a report. A batch that fails is quarantined, announced
+    (``bronze.batch.failed``), gets an artifact listing every check, and this task ends Failed (``BatchRejected``)."""
     logger = get_run_logger()
     with opened_storage(bronze_uri) as bronze:
         previous = previous_manifest(bronze, batch)
@@ -67,10 +86,23 @@ def validate_batch_task(batch: StreamBatch, bronze_uri: str, checks: StreamCheck
         logger.info(
             "%s.%s: %d check(s) passed; report %s", batch.source, batch.stream, len(validation.checks), report_url
         )
-    else:
-        logger.error("%s (quarantined: %s)", validation.failure, quarantine_url)
-        emit_event(**failure_event(batch, validation, report_url, quarantine_url))
-    return validation
+        return validation
+    failures = [c for c in validation.checks if not c.passed]
+    for check in failures:
+        logger.error("%s.%s: %s", batch.source, batch.stream, failed_check_line(check))
+    logger.error("%s.%s: quarantined: %s", batch.source, batch.stream, quarantine_url)
+    emit_event(**failure_event(batch, validation, report_url, quarantine_url))
+    console = console_url()
+    create_table_artifact(
+        key=artifact_key("bronze-checks", batch.source, batch.stream),
+        table=check_rows(validation.checks),
+        description=(
+            f"**{batch.source}.{batch.stream}** sync {batch.sync_id}: {len(failures)} of {len(validation.checks)} "
+            f"check(s) failed. Quarantined: {location_markdown(quarantine_url, console)}; "
+            f"report: {location_markdown(report_url, console)}"
+        ),
+    )
+    raise BatchRejected(validation, quarantine_url)
 
 
 @transient_retrying_task("hand-off-batch", "handoff-{batch.source}-{batch.stream}")
@@ -81,6 +113,14 @@ def hand_off_batch_task(batch: StreamBatch, validation: BatchValidation, bronze_
     emit_event(**event_for(manifest, manifest_url, silver_uri))
     get_run_logger().info("%s.%s: handed off %s", batch.source, batch.stream, manifest_url)
     return manifest_url
+
+
+@task(name="announce-batches", task_run_name="announce-{source}", cache_policy=NO_CACHE)
+def announce_batches_task(source: str, manifests: list[str], bronze_uri: str, silver_uri: str) -> None:
+    """Announce every batch of ``source`` this run handed off, in one ``bronze.batches.validated`` event: what
+    starts the one silver run that merges them all (``lakehouse_ingest.runs.silver_runs``)."""
+    emit_event(**batches_event(source, manifests, bronze_uri, silver_uri))
+    get_run_logger().info("%s: %d batch(es) announced to silver", source, len(manifests))
 
 
 @transient_retrying_task("commit-state", "commit-state-{outcome.source}")

@@ -229,6 +229,6 @@ def test_a_source_whose_check_cannot_run_does_not_stop_the_others(
     bronze = tmp_path / "bronze"
     code, err = run(["--catalog", catalog(tmp_path / "catalog.yaml", broken, faker), "--bronze", str(bronze)], capsys)
     assert code == 1
-    assert "error: fake: 'check' failed (exit 1): host db.internal unreachable (transient_error)" in err
+    assert "fake could not be planned: 'check' failed (exit 1): host db.internal unreachable (transient_error)" in err
     assert list((bronze / "airbyte" / "faker" / "products" / "_manifests").glob("*.json")), "faker still handed off"
     assert not (bronze / "airbyte" / "fake").exists()

@@ -1,8 +1,9 @@
 """Deployments generated from the catalog: their shape, the CLI, and what the Prefect test server stores.
 
-On the server: `python -m deployments register` (pools, limits, schedules, parameters, triggers, idempotent),
-`prefect deploy --all` from the generated prefect.yaml, and the silver trigger creating a flow run when a
-`bronze.batch.validated` event arrives. The end-to-end serve test lives in test_deployments_serve.py.
+On the server: `python -m deployments register` (pools, limits, schedules, parameters, triggers; created /
+updated / unchanged per object, automations updated in place), `prefect deploy --all` from the generated
+prefect.yaml, and the silver trigger creating one flow run with every manifest when a `bronze.batches.validated`
+event arrives. The end-to-end serve test lives in test_deployments_serve.py.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from deployments.__main__ import main as deployments_main
 from deployments.build import BRONZE_ENTRYPOINT, SILVER_ENTRYPOINT, plan_deployments, runner_deployments
 from lakehouse_ingest.catalog.sources import Catalog, parse_catalog
 from lakehouse_ingest.errors import ConfigError
+from lakehouse_ingest.runs.silver_runs import batches_event
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,13 +99,19 @@ def test_one_deployment_per_group_and_ungrouped_source_plus_silver() -> None:
 def test_silver_trigger_reacts_only_to_this_catalogs_batches_and_passes_the_manifest() -> None:
     silver = _by_name(plan_deployments(_catalog(), None))["silver-merge/on-bronze-validated"]
     (trigger,) = silver.triggers
-    assert trigger["expect"] == ["bronze.batch.validated"]
-    assert trigger["match"] == {"prefect.resource.id": ["bronze.batch.faker.*", "bronze.batch.a.*", "bronze.batch.b.*"]}
+    assert trigger["expect"] == ["bronze.batches.validated"]
+    assert trigger["match"] == {"prefect.resource.id": ["bronze.source.faker", "bronze.source.a", "bronze.source.b"]}
     assert trigger["parameters"] == {
-        "manifests": ["{{ event.payload.manifest }}"],
+        "manifests": {
+            "__prefect_kind": "json",
+            "value": {"__prefect_kind": "jinja", "template": "{{ event.payload.manifests | tojson }}"},
+        },
         "silver": "{{ event.payload.silver_root }}",
     }
-    assert silver.overlap == "queue" and silver.entrypoint == SILVER_ENTRYPOINT
+    assert trigger["name"] == "silver-merge/on-bronze-validated: on bronze.batches.validated"
+    assert "once per bronze run and source (faker, a, b)" in trigger["description"]
+    # no run limit: silver runs of different sources proceed side by side (one table's merges never overlap)
+    assert silver.overlap == "parallel" and silver.entrypoint == SILVER_ENTRYPOINT
 
 
 def test_runner_deployments_carry_schedules_triggers_limits_and_pools() -> None:
@@ -117,6 +125,12 @@ def test_runner_deployments_carry_schedules_triggers_limits_and_pools() -> None:
     assert (cron.schedule.cron, cron.schedule.timezone, cron.active) == ("0 */6 * * *", "Europe/Madrid", True)
     assert crm.concurrency_limit == 1 and crm.concurrency_options.collision_strategy.value == "CANCEL_NEW"
     assert faker.concurrency_options.collision_strategy.value == "ENQUEUE"
+    silver = deployments["on-bronze-validated"]
+    assert silver.concurrency_limit is None
+    assert faker.storage is not None and faker.storage.to_pull_step() == {"deployments.steps.use_installed_project": {}}
+    schema = faker._parameter_openapi_schema.model_dump(exclude_unset=True)
+    assert schema["additionalProperties"] is False
+    assert all(p.get("description") for p in schema["properties"].values())
     (trigger,) = faker.triggers
     assert trigger.expect == {"erp.orders.exported"} and trigger.within == timedelta(minutes=5)
     assert faker.job_variables == {"env": {"LOG_LEVEL": "DEBUG", "TEAM": "data"}, "working_dir": "/srv/faker"}
@@ -159,7 +173,7 @@ def test_committed_prefect_yaml_is_the_generated_one(tmp_path: Path, monkeypatch
     assert deployments_main(["yaml", "--output", str(out)]) == 0
     assert (ROOT / "prefect.yaml").read_text() == out.read_text(), "regenerate: python -m deployments yaml"
     document = yaml.safe_load(out.read_text())
-    assert document["pull"] == []
+    assert document["pull"] == [{"deployments.steps.use_installed_project": {}}]
     assert [d["entrypoint"] for d in document["deployments"]] == [BRONZE_ENTRYPOINT, SILVER_ENTRYPOINT]
     assert document["deployments"][0]["schedules"] == [{"cron": "0 * * * *", "timezone": "UTC", "active": True}]
 
@@ -171,7 +185,7 @@ def test_list_prints_each_deployment(tmp_path: Path, capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert "bronze-ingest/crm: cron 0 */6 * * * Europe/Madrid" in out
     assert "bronze-ingest/faker: every 30m; on event erp.orders.exported" in out
-    assert "silver-merge/on-bronze-validated: on event bronze.batch.validated" in out
+    assert "silver-merge/on-bronze-validated: on event bronze.batches.validated" in out
 
 
 def test_register_without_a_server_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -245,26 +259,48 @@ def test_register_creates_pools_deployments_limits_and_triggers_idempotently(
         assert faker_trigger.trigger.expect == {"erp.orders.exported"}
         silver = client.read_deployment_by_name(f"silver-merge/{prefix}silver")
         (silver_trigger,) = _automations_of(client, silver.id)
-        assert silver_trigger.trigger.expect == {"bronze.batch.validated"}
+        assert silver_trigger.trigger.expect == {"bronze.batches.validated"}
+        assert silver_trigger.description.startswith(f"Runs silver-merge/{prefix}silver once per bronze run")
+        assert silver.global_concurrency_limit is None
+        assert silver.pull_steps == [{"deployments.steps.use_installed_project": {}}]
         first_ids = {crm.id, faker.id, silver.id}
+        automation_ids = {faker_trigger.id, silver_trigger.id}
+    assert f"deployment bronze-ingest/{prefix}crm: created (" in out
+    assert f"automation 'silver-merge/{prefix}silver: on bronze.batches.validated': created (" in out
 
-    # Registering again changes nothing: same deployments, one automation each, pools and limit kept.
+    # Registering again changes nothing and says so, object by object: same deployments, same automations.
     assert deployments_main(["register", "--catalog", str(path)]) == 0
-    assert f"work pool {pool}: exists (process)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"work pool {pool}: unchanged (process)" in out
+    assert "concurrency limit airbyte-syncs-airbyte.internal-8000: unchanged (3 concurrent syncs)" in out
+    for name in (f"bronze-ingest/{prefix}crm", f"bronze-ingest/{prefix}faker", f"silver-merge/{prefix}silver"):
+        assert f"deployment {name}: unchanged (" in out
+    # the two triggers' automations, and the one crashing runs that stopped sending heartbeats (deployments/zombies.py)
+    assert out.count("automation ") == 3 and out.count("': unchanged (") == 3
+    assert "created" not in out and "updated" not in out
     with _client() as client:
         again = {
             client.read_deployment_by_name(n).id
             for n in (f"bronze-ingest/{prefix}crm", f"bronze-ingest/{prefix}faker", f"silver-merge/{prefix}silver")
         }
         assert again == first_ids
-        assert len(_automations_of(client, silver.id)) == 1 and len(_automations_of(client, faker.id)) == 1
+        assert {a.id for a in _automations_of(client, silver.id) + _automations_of(client, faker.id)} == automation_ids
 
-    # A schedule removed from the catalog is removed from the server too (Prefect keeps them otherwise).
-    path.write_text(text.replace("      schedules: [{interval: 30m, active: false}]\n", ""))
+    # A schedule removed from the catalog is removed from the server too (Prefect keeps them otherwise); a changed
+    # trigger updates its automation in place (same id: runs it started keep their link to it).
+    path.write_text(
+        text.replace("      schedules: [{interval: 30m, active: false}]\n", "").replace("threshold: 2", "threshold: 3")
+    )
     assert deployments_main(["register", "--catalog", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"deployment bronze-ingest/{prefix}faker: updated schedules (" in out
+    assert f"deployment bronze-ingest/{prefix}crm: unchanged (" in out
+    assert f"automation 'bronze-ingest/{prefix}faker: trigger 1 (on erp.orders.exported)': updated (" in out
     with _client() as client:
         assert client.read_deployment_by_name(f"bronze-ingest/{prefix}faker").schedules == []
         assert len(client.read_deployment_by_name(f"bronze-ingest/{prefix}crm").schedules) == 1
+        (updated,) = _automations_of(client, faker.id)
+        assert updated.id == faker_trigger.id and updated.trigger.threshold == 3
 
 
 @pytest.mark.usefixtures("prefect_server")
@@ -326,7 +362,7 @@ def test_job_variables_the_pool_rejects_fail_before_any_deployment_is_applied(
 
 
 @pytest.mark.usefixtures("prefect_server")
-def test_bronze_event_creates_a_silver_run_with_the_manifest(tmp_path: Path) -> None:
+def test_one_bronze_event_creates_one_silver_run_with_every_manifest(tmp_path: Path) -> None:
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.events import emit_event
 
@@ -336,26 +372,18 @@ def test_bronze_event_creates_a_silver_run_with_the_manifest(tmp_path: Path) -> 
     assert deployments_main(["register", "--catalog", str(path)]) == 0
     with _client() as client:
         silver = client.read_deployment_by_name(f"silver-merge/{prefix}silver")
-    manifest = f"s3://bronze/airbyte/{prefix}faker/users/_manifests/42.json"
-    # Another catalog's batch must not start this catalog's silver run.
-    emit_event(
-        event="bronze.batch.validated",
-        resource={"prefect.resource.id": "bronze.batch.elsewhere.users"},
-        payload={"manifest": "s3://x/y.json", "silver_root": "s3://silver"},
-    )
-    emit_event(
-        event="bronze.batch.validated",
-        resource={"prefect.resource.id": f"bronze.batch.{prefix}faker.users"},
-        payload={"manifest": manifest, "silver_root": "s3://silver/lake"},
-    )
+    manifests = [f"s3://bronze/airbyte/{prefix}faker/{s}/_manifests/42.json" for s in ("users", "products")]
+    # Another catalog's batches must not start this catalog's silver run.
+    emit_event(**batches_event("elsewhere", ["s3://x/airbyte/elsewhere/u/_manifests/1.json"], "s3://x", "s3://silver"))
+    emit_event(**batches_event(f"{prefix}faker", manifests, "s3://bronze", "s3://silver/lake"))
     deadline = time.monotonic() + 60
     runs: list[Any] = []
     while time.monotonic() < deadline and not runs:
         time.sleep(1)
         with _client() as client:
             runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[silver.id])))
-    assert len(runs) == 1, "the bronze.batch.validated event did not create a silver flow run"
-    assert runs[0].parameters["manifests"] == [manifest]
+    assert len(runs) == 1, "the bronze.batches.validated event did not create one silver flow run"
+    assert runs[0].parameters["manifests"] == manifests
     assert runs[0].parameters["silver"] == "s3://silver/lake"
     assert runs[0].parameters["catalog"] == str(path)
 
@@ -397,7 +425,7 @@ def test_prefect_deploy_all_from_the_generated_prefect_yaml(tmp_path: Path) -> N
         assert faker.job_variables == {"env": {"LOG_LEVEL": "DEBUG", "TEAM": "data"}, "working_dir": "/srv/faker"}
         silver = client.read_deployment_by_name(f"silver-merge/{prefix}silver")
         (trigger,) = _automations_of(client, silver.id)
-        assert trigger.trigger.expect == {"bronze.batch.validated"}
+        assert trigger.trigger.expect == {"bronze.batches.validated"}
 
 
 def test_default_pool_is_the_catalogs_then_prefect_work_pool_then_ours(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -122,7 +122,7 @@ def test_rows_that_do_not_match_records_committed_fail_validation(
         sources = [{"name": name, "connection_id": connection_id}]
         assert main(["--catalog", catalog(tmp_path / "c.yaml", sources), "--bronze", "s3://bronze"]) == 1
     err = capsys.readouterr().err
-    assert f"{name}.users: check 'row_count' failed in airbyte/{name}/users/" in err
+    assert f"{name}.users failed validation: check 'row_count' failed in airbyte/{name}/users/" in err
     assert "files hold 10 rows, Airbyte (recordsCommitted of 'users', job " in err and "counted 11" in err
     assert not any("/_manifests/" in k for k in objects(s3_env, f"airbyte/{name}/"))
 

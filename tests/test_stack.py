@@ -10,7 +10,7 @@ be had offline, so the MinIO console and MinIO's admin API are not exercised her
 
 Through the stack only, read from outside over the published ports (S3 API and Prefect API): the deploy one-shot
 registers the deployments; the worker runs the bronze deployment on the real faker connector (installed into the
-connector-cache volume inside the container) into the S3 bucket; the ``bronze.batch.validated`` events start
+connector-cache volume inside the container) into the S3 bucket; its ``bronze.batches.validated`` event starts
 silver; the Delta tables land in the silver bucket. Then what users do: logs, a hung service reported unhealthy,
 ``down`` then ``up`` keeping the database, lake and connector cache, a worker restarted mid-run, and no secret in
 ``docker inspect``, the image history or any log.
@@ -258,8 +258,10 @@ def test_stack_starts_in_order_and_the_deploy_one_shot_registers_the_deployments
         state = stack.compose.ps()
     assert {s: (state[s]["State"], state[s]["ExitCode"]) for s in ONE_SHOT} == dict.fromkeys(ONE_SHOT, ("exited", 0))
     deploy_log = stack.compose.logs("deploy")
-    assert f"deployment {BRONZE_DEPLOYMENT}: registered" in deploy_log
-    assert f"deployment {SILVER_DEPLOYMENT}: registered" in deploy_log
+    # A fresh server (the fixture starts from `down --volumes`): register creates every object.
+    assert f"deployment {BRONZE_DEPLOYMENT}: created (" in deploy_log
+    assert f"deployment {SILVER_DEPLOYMENT}: created (" in deploy_log
+    assert f"automation '{SILVER_DEPLOYMENT}: on bronze.batches.validated': created (" in deploy_log
     assert "automation 'lakehouse: crash flow runs that stopped sending heartbeats': created (after 90 s" in deploy_log
     with _client(stack) as client:
         bronze = client.read_deployment_by_name(BRONZE_DEPLOYMENT)
@@ -337,7 +339,7 @@ def test_every_service_writes_readable_logs(stack: Stack, first_sync: int) -> No
         "prefect-server": "Check out the dashboard at",
         "prefect-services": "Starting services",
         "prefect-worker": f"faker: sync {first_sync} started",
-        "deploy": f"deployment {BRONZE_DEPLOYMENT}: registered",
+        "deploy": f"deployment {BRONZE_DEPLOYMENT}: created (",
         "minio": "Start Seaweed S3 API Server",
     }
     missing = {s: line for s, line in expected.items() if line not in stack.compose.logs(s)}

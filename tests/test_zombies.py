@@ -61,7 +61,7 @@ def test_ensure_creates_once_then_keeps_then_follows_the_heartbeat_setting() -> 
         )
         assert (
             ensure_zombie_automation(client)
-            == f"automation {ZOMBIE_AUTOMATION!r}: exists (after 90 s without a heartbeat)"
+            == f"automation {ZOMBIE_AUTOMATION!r}: unchanged (after 90 s without a heartbeat)"
         )
         (stored,) = client.read_automations_by_name(ZOMBIE_AUTOMATION)
         assert stored.trigger.within == timedelta(seconds=90) and stored.enabled

@@ -21,8 +21,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.bronze.handoff import record_success, validate_and_hand_off
+from flows.bronze.handoff import announce_to_silver, record_success, validate_and_hand_off
 from flows.bronze.platform import PlatformRun, finish_platform_source
+from flows.runs import bronze_run_name, revalidate_run_name, tag_this_run
 from lakehouse_ingest.bronze.batch import StreamBatch
 from lakehouse_ingest.bronze.quarantine import load_quarantined
 from lakehouse_ingest.catalog.sources import SourceEntry
@@ -30,8 +31,11 @@ from lakehouse_ingest.errors import ConfigError, IngestError
 from lakehouse_ingest.lake.keys import parse_batch_id
 from lakehouse_ingest.lake.roots import opened_storage
 from lakehouse_ingest.runs.inputs import resolve_settings, select_sources
+from lakehouse_ingest.runs.links import console_url
+from lakehouse_ingest.runs.naming import run_tags
+from lakehouse_ingest.runs.parameters import BronzeParameters, Names, RevalidateParameters, Text, checked
 from lakehouse_ingest.runs.schedule import too_soon_reasons
-from lakehouse_ingest.runs.status import StreamReport, StreamStatus, source_report
+from lakehouse_ingest.runs.status import WHOLE_SOURCE, StreamReport, StreamStatus, source_report
 from lakehouse_ingest.runs.summary import failed, failure_message, headline, links_markdown, locate
 from lakehouse_ingest.settings import IngestSettings
 from lakehouse_ingest.sources.embedded.plan import EmbeddedPlan
@@ -57,27 +61,44 @@ def _cancel_airbyte_jobs(flow: Any, flow_run: Any, state: Any) -> None:
 
 
 # Sources sync concurrently; each sync mostly waits on a connector process or on Airbyte.
+# Parameters are checked by the flow itself (``runs.parameters``): a bad one fails the run with one line.
 # (Prefect's own annotations reject a concrete runner here: hence the ignore.)
 @flow(
     name="bronze-ingest",
+    flow_run_name=bronze_run_name,
+    validate_parameters=False,
     task_runner=ThreadPoolTaskRunner(max_workers=128),  # type: ignore[arg-type]
     on_cancellation=[_cancel_airbyte_jobs],
     on_crashed=[_cancel_airbyte_jobs],
 )
 def bronze_ingest(
-    sources: list[str] | None = None,
-    catalog: str | None = None,
-    bronze: str | None = None,
-    silver: str | None = None,
+    sources: Names = None,
+    catalog: Text = None,
+    bronze: Text = None,
+    silver: Text = None,
     force: bool = False,
 ) -> list[dict[str, Any]]:
-    """Sync, validate and hand off every selected source; fails when any source or stream failed.
+    """Sync each selected source into bronze, validate every stream batch and hand the ones that pass to silver.
 
-    ``force`` syncs sources even when their ``min_interval`` since the last successful sync has not passed.
+    The run fails, naming every failed check of every stream, when a source could not sync or a batch failed
+    validation; the other batches are handed off all the same.
+
+    Args:
+        sources: Names of the catalog's sources to sync. Left empty: every source of the catalog.
+        catalog: Path of the YAML catalog on the worker (not on your machine). Left empty: the worker's CATALOG
+            variable, else the built-in catalog (the faker demo source).
+        bronze: Where bronze lands: a directory on the worker, or s3://bucket/prefix. Left empty: the worker's
+            BRONZE_URI, else ./lakehouse/bronze under the worker's working directory.
+        silver: Where the silver Delta tables are: a directory on the worker, or s3://bucket/prefix. Left empty:
+            the worker's SILVER_URI, else ./lakehouse/silver. Bronze only passes it on to silver.
+        force: Sync even when a source's min_interval since its last successful sync has not passed. Off by
+            default: such a source is skipped, and the run says until when.
     """
     logger = get_run_logger()
-    settings = resolve_settings(catalog, bronze, silver)
-    selected = select_sources(settings, sources)
+    given = checked(BronzeParameters, sources=sources, catalog=catalog, bronze=bronze, silver=silver, force=force)
+    settings = resolve_settings(given.catalog, given.bronze, given.silver)
+    selected = select_sources(settings, given.sources)
+    tag_this_run(run_tags(s.name for s in selected))
     logger.info(
         "bronze: %s, silver: %s, sources: %s",
         settings.bronze_uri,
@@ -85,7 +106,7 @@ def bronze_ingest(
         ", ".join(s.name for s in selected),
     )
     skips: dict[str, str] = {}
-    if not force:
+    if not given.force:
         with opened_storage(settings.bronze_uri) as storage:
             skips = too_soon_reasons(storage, selected, datetime.now(UTC))
     reports = [source_report(name, StreamStatus.SKIPPED, why) for name, why in skips.items()]
@@ -99,11 +120,13 @@ def bronze_ingest(
 
 
 def _summarize(reports: list[StreamReport], settings: IngestSettings) -> list[dict[str, Any]]:
-    """Artifacts of the run; raise BronzeRunFailed naming every failed stream."""
+    """Tags and artifacts of the run; raise BronzeRunFailed naming every failed check of every stream."""
+    streams = [(r.source, r.stream) for r in reports if r.stream != WHOLE_SOURCE]
+    tag_this_run(run_tags((r.source for r in reports), streams))
     locate(reports, settings.bronze_uri, settings.silver_uri)
     rows = [r.as_row() for r in reports]
     create_table_artifact(key=ARTIFACT_KEY, table=rows, description=headline(reports))
-    if links := links_markdown(reports):
+    if links := links_markdown(reports, console_url()):
         create_markdown_artifact(key=LINKS_ARTIFACT_KEY, markdown=links, description="where each stream landed")
     if failed(reports):
         raise BronzeRunFailed(failure_message(reports))
@@ -135,9 +158,11 @@ def _run_sources(selected: Sequence[SourceEntry], settings: IngestSettings) -> l
         sync = syncs[plan.source.name]
         sync.wait()
         if isinstance(plan, PlatformPlan):
-            reports.extend(finish_platform_source(plan, sync, platform))
+            finished = finish_platform_source(plan, sync, platform)
         else:
-            reports.extend(_finish_embedded(plan, sync, settings))
+            finished = _finish_embedded(plan, sync, settings)
+        announce_to_silver(plan.source.name, finished, settings)
+        reports.extend(finished)
     return reports
 
 
@@ -181,28 +206,42 @@ def _finish_embedded(plan: EmbeddedPlan, sync: PrefectFuture[Any], settings: Ing
     return reports
 
 
-@flow(name="bronze-revalidate")
+@flow(name="bronze-revalidate", flow_run_name=revalidate_run_name, validate_parameters=False)
 def bronze_revalidate(
-    batches: list[str], catalog: str | None = None, bronze: str | None = None, silver: str | None = None
+    batches: Names = None, catalog: Text = None, bronze: Text = None, silver: Text = None
 ) -> list[dict[str, Any]]:
-    """Validate quarantined batches (``SOURCE/STREAM/SYNC_ID``) again, with the catalog's current checks,
-    and hand off those that now pass."""
-    settings = resolve_settings(catalog, bronze, silver)
+    """Validate quarantined batches again, with the catalog's current checks, and hand off those that now pass.
+
+    Args:
+        batches: The quarantined batches, each as SOURCE/STREAM/SYNC_ID (the failed run's message and the
+            quarantine folder name them). Required.
+        catalog: Path of the YAML catalog on the worker, with the checks to apply now. Left empty: the worker's
+            CATALOG variable, else the built-in catalog.
+        bronze: The bronze root holding the batches. Left empty: the worker's BRONZE_URI, else ./lakehouse/bronze.
+        silver: The silver root the hand-off names. Left empty: the worker's SILVER_URI, else ./lakehouse/silver.
+    """
+    given = checked(RevalidateParameters, batches=batches, catalog=catalog, bronze=bronze, silver=silver)
+    if not given.batches:
+        raise ConfigError("parameter 'batches': name at least one quarantined batch as SOURCE/STREAM/SYNC_ID")
+    settings = resolve_settings(given.catalog, given.bronze, given.silver)
     sources = {s.name: s for s in select_sources(settings, None)}
     found: dict[str, dict[str, StreamBatch]] = {}
     with opened_storage(settings.bronze_uri) as storage:
-        for item in batches:
+        for item in given.batches:
             key = parse_batch_id(item)
             if key.source not in sources:
                 raise ConfigError(f"unknown source {key.source!r} in {item!r}")
             found.setdefault(key.source, {})[key.stream] = load_quarantined(
                 storage, key.source, key.stream, key.sync_id
             )
+    tag_this_run(run_tags(found, [(source, stream) for source, streams in found.items() for stream in streams]))
     reports: list[StreamReport] = []
     for source, streams in found.items():
-        reports.extend(validate_and_hand_off(sources[source], streams, settings))
+        handed = validate_and_hand_off(sources[source], streams, settings)
+        announce_to_silver(source, handed, settings)
+        reports.extend(handed)
     rows = [r.as_row() for r in reports]
     create_table_artifact(key=ARTIFACT_KEY, table=rows, description=headline(reports))
-    if any(r.status is not StreamStatus.HANDED_OFF for r in reports):
-        raise BronzeRunFailed("; ".join(f"{r.source}.{r.stream}: {r.detail}" for r in reports if r.detail))
+    if failed(reports):
+        raise BronzeRunFailed(failure_message(reports))
     return rows

@@ -12,11 +12,13 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-
-import pyarrow.fs as pafs
+from typing import TYPE_CHECKING
 
 from lakehouse_ingest.errors import ConfigError, StorageError
 from lakehouse_ingest.lake.storage import LakeStorage, StoredObject, check_key, staging_folder
+
+if TYPE_CHECKING:  # loaded by filesystem(), when a file is read (lake.storage)
+    import pyarrow.fs as pafs
 
 
 class LocalStorage(LakeStorage):
@@ -99,4 +101,6 @@ class LocalStorage(LakeStorage):
             raise ConfigError(f"{self.root} is not a writable directory (nor can one be made there)")
 
     def filesystem(self) -> tuple[pafs.FileSystem, str]:
+        import pyarrow.fs as pafs
+
         return pafs.LocalFileSystem(), self.root.as_posix()

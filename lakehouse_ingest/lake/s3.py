@@ -12,17 +12,19 @@ Writes are atomic: a single PUT or a multipart upload, which S3 only shows once 
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import pyarrow.fs as pafs
 
 from lakehouse_ingest.errors import ConfigError, StorageError
 from lakehouse_ingest.lake.storage import LakeStorage, StoredObject, check_key
+
+if TYPE_CHECKING:  # loaded by pyarrow_filesystem(), when a file is read (lake.storage)
+    import pyarrow.fs as pafs
 
 _MULTIPART_THRESHOLD = 64 * 1024 * 1024
 DEFAULT_TIMEOUT_SECONDS = 60.0
@@ -88,6 +90,8 @@ class S3Settings:
 
     def pyarrow_filesystem(self) -> pafs.S3FileSystem:
         """A pyarrow S3 filesystem for Parquet reads (range requests: footers without downloading files)."""
+        import pyarrow.fs as pafs
+
         endpoint = urlsplit(self.endpoint_url) if self.endpoint_url else None
         return pafs.S3FileSystem(
             access_key=self.access_key,
@@ -259,11 +263,15 @@ def _client_error(exc: Any) -> str:
 
 
 def finalize_s3() -> None:
-    """Shut pyarrow's S3 subsystem down before interpreter exit (apache/arrow#41087 abort)."""
+    """Shut pyarrow's S3 subsystem down before interpreter exit (apache/arrow#41087 abort); without pyarrow's
+    filesystems loaded there is none to shut down, and pyarrow is not loaded for it."""
     import gc
 
     with _boto3_lock:
         _boto3_clients.clear()
     gc.collect()
-    with contextlib.suppress(Exception):
-        pafs.finalize_s3()
+    if "pyarrow.fs" in sys.modules:
+        import pyarrow.fs as pafs
+
+        with contextlib.suppress(Exception):
+            pafs.finalize_s3()

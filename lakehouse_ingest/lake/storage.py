@@ -19,11 +19,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from lakehouse_ingest.errors import ConfigError
+
+if TYPE_CHECKING:  # pyarrow loads when a file is read, not with the lake: the CLI opens roots before any read
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _MULTIPART_THRESHOLD = 64 * 1024 * 1024
@@ -138,6 +140,8 @@ class LakeStorage(ABC):
 
     def open_parquet(self, key: str) -> pq.ParquetFile:
         """Open a Parquet object for footer and column reads."""
+        import pyarrow.parquet as pq
+
         fs, root = self.filesystem()
         handle = fs.open_input_file(f"{root}/{check_key(key)}")
         return pq.ParquetFile(handle)

@@ -12,9 +12,6 @@ from lakehouse_ingest.catalog.sources import SourceEntry, load_catalog
 from lakehouse_ingest.errors import ConfigError, ConnectorError
 from lakehouse_ingest.lake.roots import opened_storage
 from lakehouse_ingest.settings import IngestSettings
-from lakehouse_ingest.sources.airbyte.settings import AirbyteSettings
-from lakehouse_ingest.sources.embedded.connector import ConnectorInstaller
-from lakehouse_ingest.sources.embedded.plan import check_config, prepare_connector
 
 
 def resolve_settings(catalog: str | None, bronze: str | None, silver: str | None) -> IngestSettings:
@@ -43,6 +40,11 @@ def preflight(settings: IngestSettings, sources: Sequence[str] | None, say: Call
     source only.
     """
     selected = select_sources(settings, sources)
+    # Imported here, once the selection stands: they bring jsonschema, pyarrow and httpx, which the CLI's
+    # --dry-run and its refusals of a catalog, URI or source name do without (bench/cli_startup.py).
+    from lakehouse_ingest.sources.embedded.connector import ConnectorInstaller
+    from lakehouse_ingest.sources.embedded.plan import check_config, prepare_connector
+
     installer = ConnectorInstaller(settings.connector_cache_dir, say)
     for source in selected:
         if source.connector is not None:
@@ -54,5 +56,7 @@ def preflight(settings: IngestSettings, sources: Sequence[str] | None, say: Call
             except ConnectorError as exc:
                 say(f"{source.name}: check could not run before the run ({exc}); planning tries again")
     if any(s.connector is None for s in selected):
+        from lakehouse_ingest.sources.airbyte.settings import AirbyteSettings
+
         AirbyteSettings.from_env()  # AIRBYTE_URL and credentials present and coherent
     return selected

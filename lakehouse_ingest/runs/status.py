@@ -57,12 +57,20 @@ class StreamReport:
     reconciliation: str = ""  # what the row count was proven against (the row_count check's detail)
     bronze: str = ""
     silver: str = ""
+    manifest: str = ""  # where the batch's manifest was published (handed off only)
+
+    @property
+    def name(self) -> str:
+        """``source.stream``, or the source alone for a report about a whole source."""
+        return self.source if self.stream == WHOLE_SOURCE else f"{self.source}.{self.stream}"
 
     def as_row(self) -> dict[str, Any]:
-        """The artifact/table row (plain values)."""
+        """The artifact/table row (plain values): status and checks first, where a narrow window shows them."""
         row = asdict(self)
         row["status"] = self.status.value
-        return row
+        del row["manifest"]
+        first = ("status", "checks", "source", "stream", "detail")
+        return {key: row[key] for key in (*first, *(k for k in row if k not in first))}
 
 
 def source_report(source: str, status: StreamStatus, detail: str) -> StreamReport:

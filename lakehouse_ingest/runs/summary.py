@@ -1,11 +1,24 @@
-"""The run's summary from its stream reports: the headline, the failure message, where each stream landed."""
+"""The run's summary from its stream reports: the headline, the failure message, where each stream landed, and
+what a failing batch's own report shows."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from lakehouse_ingest.bronze.checks.results import CheckResult
 from lakehouse_ingest.lake.keys import silver_table_key, stream_prefix
+from lakehouse_ingest.runs.links import location_markdown
 from lakehouse_ingest.runs.status import WHOLE_SOURCE, StreamReport, StreamStatus
+
+_FAILED_AS = {
+    StreamStatus.FAILED_VALIDATION: "failed validation",
+    StreamStatus.HANDOFF_FAILED: "was not handed off",
+    StreamStatus.ERROR: "could not be processed",
+    StreamStatus.SYNC_FAILED: "sync failed",
+    StreamStatus.PLAN_FAILED: "could not be planned",
+    StreamStatus.STATE_COMMIT_FAILED: "connector state not committed",
+}
 
 
 def failed(reports: Sequence[StreamReport]) -> list[StreamReport]:
@@ -22,16 +35,35 @@ def headline(reports: Sequence[StreamReport]) -> str:
     )
 
 
+def failed_check_line(check: CheckResult) -> str:
+    """One failed check, as the run's message and logs name it (no stream prefix: the caller says which)."""
+    where = f" in {check.file}" if check.file else ""
+    return f"check '{check.name}' failed{where}: {check.detail}"
+
+
+def failed_checks_detail(checks: Sequence[CheckResult]) -> str:
+    """Every failed check of a batch, once each, in the order they ran."""
+    return "; ".join(failed_check_line(c) for c in checks if not c.passed)
+
+
 def failure_message(reports: Sequence[StreamReport]) -> str:
-    """Every failed stream with its reason, once each: the run's failure message (a reason that already starts with
-    its stream's name, as a validation failure does, or a whole source's with its source's, as a connector error
-    does, is not prefixed with it again)."""
-    return "; ".join(_named(r) for r in failed(reports))
+    """The run's failure message: every failed stream once, with every reason it has (each failed check once).
+
+    ``2 of 5 stream batch(es) failed: faker.users failed validation: check 'min_records' failed: ...; check
+    'accepted_values(gender)' failed in ...: ... | faker.purchases failed validation: ...``
+    """
+    bad = failed(reports)
+    parts = [f"{r.name} {_FAILED_AS.get(r.status, r.status.value)}: {_unprefixed(r)}" for r in bad]
+    return f"{len(bad)} of {len(reports)} stream batch(es) failed: " + " | ".join(parts)
 
 
-def _named(report: StreamReport) -> str:
-    names = [f"{report.source}.{report.stream}: "] + ([f"{report.source}: "] if report.stream == WHOLE_SOURCE else [])
-    return report.detail if report.detail.startswith(tuple(names)) else names[0] + report.detail
+def _unprefixed(report: StreamReport) -> str:
+    """The report's detail without the stream's name in front (errors of the core often start with it)."""
+    detail = report.detail or "no detail"
+    for prefix in (f"{report.name}: ", f"{report.source}: "):
+        if detail.startswith(prefix):
+            return detail[len(prefix) :]
+    return detail
 
 
 def locate(reports: Sequence[StreamReport], bronze_uri: str, silver_uri: str) -> None:
@@ -42,14 +74,23 @@ def locate(reports: Sequence[StreamReport], bronze_uri: str, silver_uri: str) ->
             report.silver = f"{silver_uri.rstrip('/')}/{silver_table_key(report.source, report.stream)}"
 
 
-def links_markdown(reports: Sequence[StreamReport]) -> str:
-    """A markdown table linking every stream to its bronze prefix and silver table."""
+def links_markdown(reports: Sequence[StreamReport], console: str | None) -> str:
+    """A markdown table of every stream's bronze prefix and silver table: links into the S3 console when one is
+    configured (``runs.links``), plain text otherwise (never a link the browser cannot open)."""
     lines = [
-        f"| `{r.source}.{r.stream}` | {r.status} | [{r.bronze}]({r.bronze}) | [{r.silver}]({r.silver}) |"
+        f"| `{r.name}` | {r.status} | {location_markdown(r.bronze, console, folder=True)} "
+        f"| {location_markdown(r.silver, console, folder=True)} |"
         for r in reports
         if r.bronze
     ]
     if not lines:
         return ""
     head = ["# Bronze → silver", "", "| stream | status | bronze prefix | silver table |", "|---|---|---|---|"]
-    return "\n".join(head + lines) + "\n"
+    foot = [] if console else ["", "Plain-text locations: set `LAKE_CONSOLE_URL` to link S3 locations to a console."]
+    return "\n".join(head + lines + foot) + "\n"
+
+
+def check_rows(checks: Sequence[CheckResult]) -> list[dict[str, Any]]:
+    """A failing batch's checks as table rows (``check``, ``passed``, ``detail``, ``file``), failed ones first."""
+    ordered = [c for c in checks if not c.passed] + [c for c in checks if c.passed]
+    return [{"check": c.name, "passed": c.passed, "detail": c.detail, "file": c.file or ""} for c in ordered]

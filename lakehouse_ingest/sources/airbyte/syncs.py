@@ -40,6 +40,7 @@ from lakehouse_ingest.sources.airbyte.jobs import Job, JobStatus
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 ATTACH_WAIT_SECONDS = 60.0
 UNKNOWN_STATUS_GRACE_SECONDS = 600.0
+PROGRESS_EVERY_SECONDS = 60.0  # a long sync says how far it got, at this steady interval
 
 # Jobs being awaited in this process, so a run cancelled from outside (Prefect's on_cancellation /
 # on_crashed hooks, which fire in another thread than the polling one) can cancel them on Airbyte.
@@ -134,7 +135,9 @@ def await_job(
     unknown_grace: float = UNKNOWN_STATUS_GRACE_SECONDS,
 ) -> tuple[Job, int]:
     """Poll until the job is terminal; cancel it on any other way out (see the module docstring)."""
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
+    next_progress = started + PROGRESS_EVERY_SECONDS
     polls = 0
     last_status = job.raw_status
     unknown_since: float | None = None
@@ -164,6 +167,9 @@ def await_job(
             if job.raw_status != last_status:
                 logger.info("airbyte: job %s: %s -> %s", job.id, last_status, job.raw_status)
                 last_status = job.raw_status
+            if not job.terminal and (now := time.monotonic()) >= next_progress:
+                _progress(logger, job, now - started)
+                next_progress = now + PROGRESS_EVERY_SECONDS
             if job.status is not JobStatus.UNKNOWN:
                 unknown_since = None
             elif unknown_since is None:
@@ -183,6 +189,20 @@ def await_job(
         with _active_lock:
             _active.pop(job.id, None)
     return job, polls
+
+
+def _progress(logger: Logger, job: Job, elapsed: float) -> None:
+    """One line for a job still running: how long, and the records it emitted so far when the server says."""
+    emitted = sum(s.records_emitted for s in job.stream_stats.values())
+    counts = f"{emitted} records emitted so far ({emitted / max(elapsed, 1e-9):.0f} records/s)" if emitted else ""
+    logger.info(
+        "airbyte: job %s still %s after %d min %02d s%s",
+        job.id,
+        job.raw_status,
+        elapsed // 60,
+        elapsed % 60,
+        f"; {counts}" if counts else "",
+    )
 
 
 def run_connection_sync(

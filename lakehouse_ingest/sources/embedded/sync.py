@@ -33,11 +33,14 @@ from lakehouse_ingest.sources.protocol import fast_record_stream, parse_message,
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 CONVERT_LINES = 10_000
 PROGRESS_EVERY_SECONDS = 15.0
+# The connector's own LOG messages: its warnings and errors stay visible; its INFO chatter ("Marking stream ...
+# as STARTED", runtime tables) is DEBUG, so a run's logs show our progress lines instead (PREFECT_LOGGING_LEVEL=DEBUG
+# brings it back).
 _LOG_LEVELS = {
     "FATAL": logging.CRITICAL,
     "ERROR": logging.ERROR,
     "WARN": logging.WARNING,
-    "INFO": logging.INFO,
+    "WARNING": logging.WARNING,
 }
 
 
@@ -182,7 +185,8 @@ def _pump(
     latest_states: dict[str, dict[str, Any]] = {}
     errors: list[str] = []
     records = 0
-    next_progress = time.monotonic() + PROGRESS_EVERY_SECONDS
+    started = time.monotonic()
+    next_progress = started + PROGRESS_EVERY_SECONDS
     with connector.read(plan.connector_config, plan.configured_catalog(), connector_state) as process:
         for chunk in process.chunks():
             for line in chunk:
@@ -196,9 +200,10 @@ def _pump(
                         continue
                     sink.add(line)
                     records += 1
-            if time.monotonic() >= next_progress:
-                logger.info("%s: %d records read so far", plan.source.name, records)
-                next_progress = time.monotonic() + PROGRESS_EVERY_SECONDS
+            if (now := time.monotonic()) >= next_progress:
+                rate = records / max(now - started, 1e-9)
+                logger.info("%s: %d records read so far (%.0f records/s)", plan.source.name, records, rate)
+                next_progress = now + PROGRESS_EVERY_SECONDS
         code = process.wait()
         if errors or code != 0:
             detail = errors[-1] if errors else process.stderr_tail()
