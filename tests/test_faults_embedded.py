@@ -15,6 +15,7 @@ import uuid
 import pytest
 from conftest import FAKER_SOURCE
 from support.faults import (
+    SLOT_WAIT,
     FaultHarness,
     Lake,
     assert_converged,
@@ -153,8 +154,9 @@ def is_delta_commit(request: S3Request) -> bool:
 
 
 def test_killed_while_merging_into_silver(faults: FaultHarness, proxy: S3Proxy) -> None:
-    """Bronze is done (manifests, state); silver's first Delta commit is held: killed. The re-run merges what is
-    pending, once."""
+    """Bronze is done (manifests, state); silver's first Delta commit is held: killed. The killed run's silver slot
+    stays taken (the test server runs no services to free it): the re-run waits ``SILVER_SLOT_WAIT_SECONDS``, says
+    so, and merges what is pending, once."""
     source = unique("merging")
     lake = faults.lake(source)
     catalog = faults.catalog(fake_source(source))
@@ -166,3 +168,4 @@ def test_killed_while_merging_into_silver(faults: FaultHarness, proxy: S3Proxy) 
     assert lake.manifests(source, "items") and lake.manifests(source, "others")
 
     converges(faults, lake, catalog, source, {"items": FAKE_KEYS, "others": FAKE_KEYS})
+    assert f"silver slot(s) silver-source:{source} still taken after {SLOT_WAIT} s" in faults.runs[-1].err

@@ -285,6 +285,8 @@ def files_holding(secret: str, roots: Iterable[Path], since: float | None = None
     return found
 
 
+SLOT_WAIT = 10  # SILVER_SLOT_WAIT_SECONDS of the fault runs
+
 # One secret value per session for every fault run: the connector config's ``api_key`` and the Airbyte client
 # secret. The secrets test greps every file the runs touched for them.
 CONNECTOR_SECRET = "cfg-secret-" + os.urandom(8).hex()
@@ -321,6 +323,9 @@ class FaultHarness:
             "CONNECTOR_CACHE_DIR": str(self.cache),
             "CONNECTOR_API_KEY": CONNECTOR_SECRET,
             "LAKE_S3_TIMEOUT_SECONDS": "30",
+            # a run killed while merging leaves its source's silver slot taken (the test server runs no services to
+            # free it): the next run's silver waits this long, then merges without it (default 75 s)
+            "SILVER_SLOT_WAIT_SECONDS": str(SLOT_WAIT),
         }
         self.runs: list[FlowProcess] = []
         self.started = time.time()
