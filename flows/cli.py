@@ -3,8 +3,8 @@
 Exit codes (both): 0 success, 1 a sync, validation or merge failed (may pass on a retry), 2 bad input (unknown
 source, malformed catalog, invalid connector config, unsafe names or URIs; nothing is written).
 
-Everything that can be answered or refused without running a flow (``--help``, ``--dry-run``, bad options,
-catalog, URIs, connector configs) is, before Prefect is imported: Prefect starts in about a second, and a
+Everything that can be answered or refused without running a flow (``--help``, ``--dry-run``, ``--janitor``, bad
+options, catalog, URIs, connector configs) is, before Prefect is imported: Prefect starts in about a second, and a
 flow run on its temporary server in several more. Argument parsing needs no more than ``argparse``: the core
 (pydantic, pyarrow, httpx, jsonschema) loads once the arguments parse, and only the parts the command needs, so
 ``--help`` and argument errors answer in about a bare interpreter's start-up (``bench/cli_startup.py``;
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -24,17 +25,24 @@ from lakehouse_ingest.errors import ConfigError, IngestError  # plain Python, im
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import State
 
+    from lakehouse_ingest.settings import IngestSettings
+
 BAD_INPUT, FAILED, OK = 2, 1, 0
 
 
 def bronze_main(argv: Sequence[str] | None = None) -> int:
     """``python -m flows.bronze``: sync, validate and hand off; then silver unless ``--no-silver``."""
-    args = _bronze_parser().parse_args(argv)
+    parser = _bronze_parser()
+    args = parser.parse_args(argv)
+    if args.janitor and (args.revalidate or args.force):
+        parser.error("--janitor syncs nothing: it takes --dry-run and --source, not --revalidate or --force")
     from lakehouse_ingest.lake.keys import parse_batch_id
     from lakehouse_ingest.runs.inputs import preflight, resolve_settings, select_sources
 
     try:
         settings = resolve_settings(args.catalog, args.bronze, args.silver)
+        if args.janitor:
+            return janitor(settings, args.source, args.dry_run)
         for item in args.revalidate or []:
             parse_batch_id(item)
         if args.dry_run:
@@ -67,6 +75,34 @@ def bronze_main(argv: Sequence[str] | None = None) -> int:
         return code
     # The demo shows both layers: whatever was handed off (even by a partly failed run) goes on to silver.
     return max(code, run_silver(args.source, None, *lake))
+
+
+def janitor(settings: IngestSettings, sources: list[str] | None, dry_run: bool) -> int:
+    """``python -m flows.bronze --janitor [--dry-run]``: remove (or list) what dead syncs left, one line each on
+    stdout; a summary line, sources left alone and errors on stderr. Exit 1 when something could not be listed or
+    removed (it stays; run again); an unknown source is a ``ConfigError`` (exit 2, nothing removed)."""
+    from lakehouse_ingest.lake.roots import opened_storage
+    from lakehouse_ingest.runs.inputs import select_sources
+    from lakehouse_ingest.runs.janitor import sweep
+
+    selected = select_sources(settings, sources)
+    with opened_storage(settings.bronze_uri) as bronze:
+        found = sweep(bronze, selected, datetime.now(UTC), dry_run)
+    for name in found.left_alone:
+        _say(f"{name}: left alone (an Airbyte-server source: its files belong to Airbyte jobs, which it hands off)")
+    for name, error in found.failed:
+        print(f"error: {name}: {error}", file=sys.stderr)
+    for source, item in found.items:
+        where = f"{source}: " if source else ""
+        if item.error:
+            print(f"error: {where}could not remove {item.kind} {item.location}: {item.error}", file=sys.stderr)
+        else:
+            print(where + item.line(dry_run))
+    done = [item for _, item in found.items if not item.error]
+    counts = Counter(str(item.kind) for item in done)
+    listed = ", ".join(f"{n} {kind}(s)" for kind, n in counts.items()) or "nothing"
+    _say(f"janitor: {listed} {'to remove (dry run: nothing removed)' if dry_run else 'removed'}")
+    return FAILED if found.errors else OK
 
 
 def silver_main(argv: Sequence[str] | None = None) -> int:
@@ -185,7 +221,16 @@ def _bronze_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--force", action="store_true", help="sync even when a source's min_interval has not passed")
     parser.add_argument(
-        "--dry-run", action="store_true", help="show what would run (sources, streams, targets, skips); write nothing"
+        "--dry-run",
+        action="store_true",
+        help="show what would run (sources, streams, targets, skips), or with --janitor what it would remove; "
+        "write nothing",
+    )
+    parser.add_argument(
+        "--janitor",
+        action="store_true",
+        help="sync nothing: remove what dead syncs left (the embedded sources' orphaned parts and sync records; "
+        "this machine's staging and connector folders of dead processes), one line each",
     )
     return parser
 

@@ -7,6 +7,10 @@ pass on a retry or a later run (exit 1). Retries: an error says whether waiting 
 
 from __future__ import annotations
 
+import re
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
 
 class IngestError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -65,3 +69,10 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, IngestError):
         return error.retryable
     return isinstance(error, ConnectionError | TimeoutError)
+
+
+def one_line(message: str) -> str:
+    """A multi-line message (delta-rs and object_store nest their causes on indented lines, with colour codes and
+    arrows) as one line: the causes joined by ``: ``."""
+    lines = (line.strip().lstrip("↳").strip() for line in _ANSI.sub("", message).splitlines())
+    return ": ".join(line for line in lines if line)

@@ -29,3 +29,8 @@ class IngestSettings(BaseSettings):
         "snappy", validation_alias=AliasChoices("PARQUET_COMPRESSION", "parquet_compression")
     )
     part_max_rows: int = Field(1_000_000, ge=1, validation_alias=AliasChoices("PART_MAX_ROWS", "part_max_rows"))
+    # How long a silver run waits for its source's slot (another silver run of it merging) before it merges without
+    # it; a run killed holding the slot can leave it taken for good on a Prefect server without services.
+    silver_slot_wait_seconds: float = Field(
+        75.0, gt=0, validation_alias=AliasChoices("SILVER_SLOT_WAIT_SECONDS", "silver_slot_wait_seconds")
+    )

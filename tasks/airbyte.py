@@ -24,7 +24,6 @@ from prefect.exceptions import ObjectNotFound
 from lakehouse_ingest.bronze.batch import StreamBatch
 from lakehouse_ingest.catalog.sources import SourceEntry
 from lakehouse_ingest.errors import ConfigError
-from lakehouse_ingest.lake.keys import job_ledger_key
 from lakehouse_ingest.lake.roots import opened_storage
 from lakehouse_ingest.sources.airbyte.client import AirbyteClient
 from lakehouse_ingest.sources.airbyte.connections import Connection
@@ -44,6 +43,7 @@ from lakehouse_ingest.sources.platform.job_ledger import (
     list_jobs,
     load_ledger,
     save_ledger,
+    went_backwards,
     with_details,
 )
 from tasks.retrying import transient_retrying_task
@@ -163,13 +163,7 @@ def resolve_connection_task(source: SourceEntry, bronze_uri: str) -> PlatformPla
     with opened_storage(bronze_uri) as bronze:
         ledger = load_ledger(bronze, source.name, connection.id)
     if ledger is not None and (reused := ledger.reused_job_ids(client.recent_jobs(connection.id))):
-        raise ConfigError(
-            f"source {source.name!r}: the job ids of connection {connection.id} went backwards (job {reused[0].id} "
-            f"was created {reused[0].created_at:%Y-%m-%d %H:%M} UTC, after job {ledger.watermark} was handed off): "
-            "the Airbyte server was reinstalled or restored; bronze and silver key batches by job id, so point this "
-            "source at a new connection or a new bronze prefix (its jobs ledger: "
-            f"{job_ledger_key(source.name, connection.id)})"
-        )
+        raise ConfigError(went_backwards(source.name, connection.id, ledger, reused))
     get_run_logger().info(
         "%s: Airbyte connection %s (%s), %d stream(s): %s",
         source.name,

@@ -1,15 +1,16 @@
 """Prefect tasks of the silver layer: find pending manifests, merge one batch into its Delta table.
 
-Merges of one table never overlap, whichever flow runs they belong to: a silver run holds its sources' one-slot
+Merges of one table do not overlap, whichever flow runs they belong to: a silver run holds its sources' one-slot
 global concurrency limits (``source_slots``; ``lakehouse_ingest.runs.naming.source_limit_name``) while it merges,
-and within a run each table's batches are merged one after the other.
+and within a run each table's batches are merged one after the other. A slot still taken after
+``SILVER_SLOT_WAIT_SECONDS`` (a run that died holding it) is merged without: commits are conflict-checked anyway.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 
 from prefect import get_client, get_run_logger
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
@@ -28,17 +29,26 @@ from lakehouse_ingest.silver.tables import SilverTables
 from tasks.retrying import transient_retrying_task
 
 EVENT_APPLIED = "silver.batch.applied"
-# How long a silver run waits for its sources' slots (another run merging batches of the same source) before failing.
-SOURCE_SLOT_TIMEOUT = 3600.0
+# How long a slot outlives a holder that stopped renewing it (Prefect renews every three quarters of it): a run killed
+# while merging (kill -9, out of memory) holds its source's slot until then, plus up to 15 s for the server's
+# repossessor to free it. 60 s is the least the server accepts; Prefect's default, 300 s, kept the next run's silver
+# waiting five minutes after such a kill.
+SOURCE_SLOT_LEASE = 60.0
 
 _limits_made: set[str] = set()
 _limits_lock = threading.Lock()
 
 
 @contextmanager
-def source_slots(sources: Iterable[str]) -> Iterator[None]:
+def source_slots(sources: Iterable[str], wait: float) -> Iterator[None]:
     """Hold the one-slot global concurrency limit of each source (created the first time a source needs it) for
     the ``with`` block: silver runs of one source take turns, runs of different sources merge side by side.
+
+    After ``wait`` seconds (``SILVER_SLOT_WAIT_SECONDS``) without the slots, the block runs without them, with a
+    warning. The slots only spare concurrent runs conflicting commits (every commit is conflict-checked, so each
+    batch is applied once either way), and a slot can stay taken for good: a Prefect server without its services
+    (the temporary one of a CLI run, the test harness) never frees the slot of a run killed holding it. (The wait
+    was an hour, and such a kill blocked every later silver run of the source for that hour.)
 
     One limit per source rather than per table: each acquisition costs Prefect a service thread, an HTTP client
     and a lease renewal thread (about 8 s for 20 tables at once on two busy cores), and a source's batches of one
@@ -57,7 +67,19 @@ def source_slots(sources: Iterable[str]) -> Iterator[None]:
                     client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
         with _limits_lock:
             _limits_made.update(missing)
-    with concurrency(names, occupy=1, timeout_seconds=SOURCE_SLOT_TIMEOUT, strict=True):
+    with ExitStack() as held:
+        try:
+            held.enter_context(
+                concurrency(names, occupy=1, timeout_seconds=wait, lease_duration=SOURCE_SLOT_LEASE, strict=True)
+            )
+        except TimeoutError:
+            get_run_logger().warning(
+                "silver slot(s) %s still taken after %.0f s (another silver run of the source is merging, or one "
+                "died holding it: `prefect gcl update <name> --active-slots 0` frees it): merging without it; every "
+                "commit is conflict-checked, so each batch is still applied once",
+                ", ".join(names),
+                wait,
+            )
         yield
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="lakehouse-tests-"))
+SESSION_DIR, SESSION_STARTED = _SESSION_DIR, time.time()
 os.environ["PREFECT_HOME"] = str(_SESSION_DIR / "prefect-home")
 os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(_SESSION_DIR / "prefect-results")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
@@ -30,6 +32,8 @@ for _name in (
 ):
     os.environ.pop(_name, None)
 
+from support.faults import FaultHarness  # noqa: E402
+from support.s3_proxy import S3Proxy  # noqa: E402
 from support.seaweed import S3Endpoint, SeaweedS3Server  # noqa: E402
 
 from lakehouse_ingest.lake.local import LocalStorage  # noqa: E402
@@ -88,3 +92,28 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LakeStor
         yield store
     finally:
         store.close()
+
+
+@pytest.fixture
+def faults(tmp_path: Path, s3: S3Endpoint, prefect_server: None, connector_cache_dir: Path) -> Iterator[FaultHarness]:
+    """The fault-injection suite's harness: real ``python -m flows.bronze`` subprocesses on the session's Prefect
+    server and S3 server, each test with its own TMPDIR, connector cache, logs and lake prefixes."""
+    from prefect.settings import get_current_settings
+
+    from lakehouse_ingest.catalog.sources import ConnectorSpec
+    from lakehouse_ingest.sources.embedded.connector import ConnectorInstaller
+
+    spec = ConnectorSpec.model_validate(FAKER_SOURCE["connector"])
+    faker_venv = ConnectorInstaller(connector_cache_dir, print).executable(spec).parent.parent  # installed once
+    harness = FaultHarness(tmp_path, s3, str(get_current_settings().api.url), faker_venv)
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+@pytest.fixture
+def proxy(faults: FaultHarness) -> Iterator[S3Proxy]:
+    """An S3 proxy in front of the session's S3 server that holds chosen requests (``support.s3_proxy``)."""
+    with S3Proxy(faults.endpoint.url) as running:
+        yield running

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -176,3 +179,23 @@ def test_open_storage_s3_reads_aws_env() -> None:
 def test_open_storage_refuses_non_http_endpoint() -> None:
     with pytest.raises(ConfigError, match="AWS_ENDPOINT_URL"):
         open_storage("s3://bronze", env={"AWS_ENDPOINT_URL": "ftp://example"})
+
+
+def test_staging_left_by_a_killed_process_is_removed_by_the_next(
+    storage: LakeStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process killed while it staged a part leaves half a Parquet file: the next staging on this host removes it
+    (and only what a process that is gone left on this host)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    parent = storage.root / ".staging" if isinstance(storage, LocalStorage) else tmp_path / "tmp"
+    prefix = "sync-" if isinstance(storage, LocalStorage) else "lake-staging-"
+    host = socket.gethostname()
+    dead = parent / f"{prefix}{2**22 + 7}~{host}~abc"  # above Linux's default pid_max: no such process
+    alive, elsewhere = parent / f"{prefix}{os.getpid()}~{host}~def", parent / f"{prefix}{2**22 + 7}~other-host~ghi"
+    for folder in (dead, alive, elsewhere):
+        (folder / "items").mkdir(parents=True)
+        (folder / "items" / "part-1.parquet").write_bytes(b"PAR1 half")
+    with storage.staging_dir() as staging:
+        assert staging.parent == parent and staging.is_dir()
+        assert not dead.exists() and alive.exists() and elsewhere.exists()
+    assert not staging.exists()

@@ -24,7 +24,7 @@ from lakehouse_ingest.settings import IngestSettings
 from lakehouse_ingest.sources.airbyte.jobs import Job
 from lakehouse_ingest.sources.airbyte.syncs import SyncRun
 from lakehouse_ingest.sources.platform.job_files import connection_identities
-from lakehouse_ingest.sources.platform.job_ledger import JobLedger, committed_anything
+from lakehouse_ingest.sources.platform.job_ledger import JobLedger, committed_anything, went_backwards
 from tasks.airbyte import (
     PlatformOptions,
     PlatformPlan,
@@ -71,6 +71,11 @@ def finish_platform_source(plan: PlatformPlan, sync: PrefectFuture[Any], run: Pl
     except Exception as exc:  # the job list is out of reach: hand off the awaited job alone, catch up next run
         get_run_logger().warning("%s: earlier jobs not checked (%s); handing off job %s only", source, exc, awaited)
         ledger, jobs = None, [synced.job] if synced is not None else []
+    if ledger is not None and (reused := ledger.reused_job_ids(jobs)):
+        # The server's job ids restarted (its history held none yet when the run was resolved, so this run's own
+        # job is the first): handing it off would collide with the batches of the job that had its id before.
+        why = went_backwards(source, plan.connection.id, ledger, reused)
+        return [*reports, source_report(source, StreamStatus.PLAN_FAILED, why)]
     pending = ledger.pending(jobs) if ledger is not None else jobs
     newest = newest_succeeded(pending)
     ours: list[StreamReport] = []

@@ -79,7 +79,7 @@ def silver_merge(
         found = [pending_batches_task.submit(n, bronze_uri, settings.silver_uri) for n in names]
         batches = [batch for future in found for batch in future.result()]
     tag_this_run(run_tags({b.source for b in batches}, {(b.source, b.stream) for b in batches}))
-    with source_slots(b.source for b in batches):
+    with source_slots((b.source for b in batches), settings.silver_slot_wait_seconds):
         rows = _merge_in_sync_order(batches, bronze_uri, settings.silver_uri)
     create_table_artifact(
         key=ARTIFACT_KEY,

@@ -6,6 +6,7 @@
 - ``checks/``      validation of a batch: built-in checks, the catalog's rules, the one-pass scan.
 - ``quarantine``   reports of every batch, and the quarantine mark of a failed one.
 - ``manifest``     the hand-off to silver: the manifest of a validated batch and its events.
+- ``janitor``      what a killed embedded sync left (parts without a manifest, records of ended processes).
 
 Imports ``lake`` and ``catalog`` only.
 """

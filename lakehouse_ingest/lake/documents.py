@@ -8,7 +8,8 @@ Documents (where each lives: ``lake.keys``):
 - ``Quarantine``     a failed batch: its report and what is needed to validate it again;
 - ``ConnectorState`` an embedded source's connector state and stream generations;
 - ``JobLedgerDoc``   which Airbyte jobs of a platform source were handed off;
-- ``LastSuccess``    when a source last synced with every stream handed off (``min_interval``).
+- ``LastSuccess``    when a source last synced with every stream handed off (``min_interval``);
+- ``SyncOwner``      the process running an embedded sync (so the janitor can tell a dead sync's parts).
 
 The JSON is exactly what earlier versions wrote (same keys, same order, ``indent=2``, ISO timestamps as
 ``datetime.isoformat()`` gives them), so documents written before and after this module read the same
@@ -174,6 +175,22 @@ class LastSuccess(Document):
 
     finished_at: IsoDatetime
     sync_id: int | None = None
+
+
+class SyncOwner(Document):
+    """``_state/airbyte/<source>/syncs/<sync_id>.json``: the process that runs an embedded sync, written before its
+    first part: the machine (host name, boot id, pid namespace), its pid and when it started (Linux clock ticks);
+    whatever of these the platform cannot tell is absent."""
+
+    sync_id: int
+    started_at: IsoDatetime
+    host: str
+    pid: int
+    boot_id: str | None = None
+    pid_namespace: str | None = None
+    process_started: int | None = None
+
+    omitted_when_none: ClassVar[tuple[str, ...]] = ("boot_id", "pid_namespace", "process_started")
 
 
 D = TypeVar("D", bound=Document)

@@ -11,6 +11,7 @@ Bronze root:
 - state:      ``_state/airbyte/<source>/state.json`` (connector state and stream generations)
 - runs:       ``_state/airbyte/<source>/last_success.json`` (end of the last fully successful sync)
 - jobs:       ``_state/airbyte/<source>/jobs/<connection_id>.json`` (Airbyte jobs handed off; earlier ``jobs.json``)
+- syncs:      ``_state/airbyte/<source>/syncs/<sync_id>.json`` (the process running an embedded sync: janitor)
 
 Silver root: ``<source>/<stream>`` (a Delta table per stream), ``_tombstones/<source>/<stream>``.
 
@@ -95,6 +96,13 @@ def damaged_manifest_key(source: str, stream: str, sync_id: int) -> str:
     return f"{stream_prefix(source, stream)}/_quarantine/{sync_id}.damaged-manifest"
 
 
+def damaged_manifest_sync_id(key: str) -> int | None:
+    """The sync id of a manifest set aside as damaged (``damaged_manifest_key``), or None for any other key."""
+    name = key.rsplit("/", 1)[-1]
+    suffix = ".damaged-manifest"
+    return int(name[: -len(suffix)]) if name.endswith(suffix) and name[: -len(suffix)].isdigit() else None
+
+
 def parse_manifest_key(key: str) -> BatchKey | None:
     """The batch a manifest key names, or None when ``key`` is not a manifest."""
     match = _MANIFEST_LOCATION.fullmatch(key)
@@ -141,6 +149,16 @@ def job_ledger_key(source: str, connection_id: str | None = None) -> str:
     if connection_id is None:
         return f"_state/airbyte/{validate_source_name(source)}/jobs.json"
     return f"_state/airbyte/{validate_source_name(source)}/jobs/{check_key(connection_id)}.json"
+
+
+def sync_owners_prefix(source: str) -> str:
+    """``_state/airbyte/<source>/syncs``: which process runs (or ran) each recent embedded sync of a source."""
+    return f"_state/airbyte/{validate_source_name(source)}/syncs"
+
+
+def sync_owner_key(source: str, sync_id: int) -> str:
+    """The record of the process running one embedded sync (``bronze.janitor``)."""
+    return f"{sync_owners_prefix(source)}/{sync_id}.json"
 
 
 def silver_table_key(source: str, stream: str) -> str:

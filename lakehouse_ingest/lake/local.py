@@ -9,14 +9,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakehouse_ingest.errors import ConfigError, StorageError
-from lakehouse_ingest.lake.storage import LakeStorage, StoredObject, check_key
+from lakehouse_ingest.lake.storage import LakeStorage, StoredObject, check_key, staging_folder
 
 if TYPE_CHECKING:  # loaded by filesystem(), when a file is read (lake.storage)
     import pyarrow.fs as pafs
@@ -84,15 +83,17 @@ class LocalStorage(LakeStorage):
     @contextlib.contextmanager
     def staging_dir(self) -> Iterator[Path]:
         """Stage inside the root (hidden) so that publishing is a rename on one filesystem."""
-        staging = self.root / ".staging"
-        staging.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(prefix="sync-", dir=staging))
+        staging, prefix = self.staging_location()
         try:
-            yield path
+            with staging_folder(staging, prefix) as path:
+                yield path
         finally:
-            shutil.rmtree(path, ignore_errors=True)
             with contextlib.suppress(OSError):
                 staging.rmdir()
+
+    def staging_location(self) -> tuple[Path, str]:
+        """``<root>/.staging/sync-*``."""
+        return self.root / ".staging", "sync-"
 
     def check_reachable(self) -> None:
         existing = next((p for p in (self.root, *self.root.parents) if p.exists()), None)

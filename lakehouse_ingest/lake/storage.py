@@ -8,9 +8,12 @@ failure to reach the storage is a ``StorageError`` (retryable); a missing object
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import os
 import re
 import shutil
+import socket
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -34,6 +37,46 @@ class StoredObject:
 
     key: str
     size: int
+
+
+@contextlib.contextmanager
+def staging_folder(parent: Path, prefix: str) -> Iterator[Path]:
+    """A new folder under ``parent`` named after this process (``<prefix><pid>~<host>~...``), removed afterwards.
+
+    A process killed while it staged (``kill -9``, an out-of-memory kill) cannot remove its folder, which holds half
+    a Parquet part: the next staging folder made under ``parent`` removes those of this host whose process is gone.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    for leftover in staging_leftovers(parent, prefix):
+        shutil.rmtree(leftover, ignore_errors=True)
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}~{socket.gethostname()}~", dir=parent))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def staging_leftovers(parent: Path, prefix: str) -> list[Path]:
+    """The staging folders under ``parent`` (``staging_folder``) of this host's processes that no longer run."""
+    if not parent.is_dir():
+        return []
+    found = []
+    for leftover in sorted(parent.glob(f"{prefix}*~{socket.gethostname()}~*")):
+        pid = leftover.name[len(prefix) :].split("~", 1)[0]
+        if pid.isdigit() and not process_exists(int(pid)):
+            found.append(leftover)
+    return found
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_key(key: str) -> str:
@@ -84,11 +127,16 @@ class LakeStorage(ABC):
     @contextlib.contextmanager
     def staging_dir(self) -> Iterator[Path]:
         """A private local directory for files that are published later; removed afterwards."""
-        path = Path(tempfile.mkdtemp(prefix="lake-staging-"))
-        try:
+        with staging_folder(*self.staging_location()) as path:
             yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
+
+    def staging_location(self) -> tuple[Path, str]:
+        """Where ``staging_dir`` makes its folders, and their name prefix: ``$TMPDIR/lake-staging-*``."""
+        return Path(tempfile.gettempdir()), "lake-staging-"
+
+    def staging_leftovers(self) -> builtins.list[Path]:
+        """The staging folders processes of this host left where this storage stages (they died while staging)."""
+        return staging_leftovers(*self.staging_location())
 
     def open_parquet(self, key: str) -> pq.ParquetFile:
         """Open a Parquet object for footer and column reads."""

@@ -26,7 +26,7 @@ from deltalake.exceptions import CommitFailedError
 
 from lakehouse_ingest.bronze.arrow_types import AIRBYTE_FIELDS
 from lakehouse_ingest.bronze.manifest import manifest_sync_ids
-from lakehouse_ingest.errors import CommitConflict
+from lakehouse_ingest.errors import CommitConflict, StorageError, one_line
 from lakehouse_ingest.lake.documents import Manifest
 from lakehouse_ingest.lake.keys import silver_table_key
 from lakehouse_ingest.lake.storage import LakeStorage
@@ -52,15 +52,20 @@ def apply_manifest(bronze: LakeStorage, tables: SilverTables, manifest: Manifest
 
     A commit that loses a race with another writer of the table (or of its tombstones), including another
     writer creating the table first, raises ``CommitConflict`` (retryable): applying the batch again re-reads the
-    table's record and either finds the batch there or applies it on top.
+    table's record and either finds the batch there or applies it on top. The storage failing under delta-rs (a
+    request timed out, the connection dropped: an ``OSError`` with its causes on several lines) is a
+    ``StorageError`` (retryable, one line): whether or not the commit landed, applying the batch again re-reads the
+    record the same way.
     """
+    batch = f"{manifest.source}.{manifest.stream} sync {manifest.sync_id}"
     try:
         return _apply(bronze, tables, manifest)
     except (CommitFailedError, CommitConflict) as exc:
         raise CommitConflict(
-            f"{manifest.source}.{manifest.stream} sync {manifest.sync_id}: another writer committed to the silver "
-            f"table first ({str(exc).splitlines()[0][:200]})"
+            f"{batch}: another writer committed to the silver table first ({str(exc).splitlines()[0][:200]})"
         ) from exc
+    except OSError as exc:
+        raise StorageError(f"{batch}: {one_line(str(exc))}") from exc
 
 
 def _apply(bronze: LakeStorage, tables: SilverTables, manifest: Manifest) -> SilverResult:

@@ -7,6 +7,10 @@ with this message after the records and exit 1), ``exit_code`` (``read`` exits w
 ``check_fails`` (``check`` reports FAILED with it: the config is rejected), ``check_crashes`` (``check`` reports a
 transient TRACE error with it and exits 1, as the CDK does when a check cannot run), ``no_primary_key`` (the
 stream declares none), ``sleep`` (seconds every command waits before answering).
+
+For the fault-injection tests: ``streams`` (several stream names; each gets ``records`` records, ids 0..records-1,
+one after the other) and ``pause_after`` (after that many records in all, flush and sleep ``pause_seconds``,
+default 600: a connector caught mid-read).
 """
 
 import json
@@ -28,6 +32,9 @@ SPEC = {
             "check_crashes": {"type": "string"},
             "no_primary_key": {"type": "boolean"},
             "sleep": {"type": "number"},
+            "streams": {"type": "array", "items": {"type": "string"}},
+            "pause_after": {"type": "integer"},
+            "pause_seconds": {"type": "number"},
         },
     }
 }
@@ -44,15 +51,19 @@ def option(name: str, default: object = None) -> object:
     return json.loads(Path(args[args.index(name) + 1]).read_text())
 
 
-def stream(config: dict) -> dict:
+def stream_names(config: dict) -> list:
+    return list(config.get("streams") or [config.get("stream_name", "items")])
+
+
+def stream(config: dict, name: str | None = None) -> dict:
     if config.get("no_primary_key"):
-        return {**_stream(config), "source_defined_primary_key": []}
-    return _stream(config)
+        return {**_stream(config, name), "source_defined_primary_key": []}
+    return _stream(config, name)
 
 
-def _stream(config: dict) -> dict:
+def _stream(config: dict, name: str | None = None) -> dict:
     return {
-        "name": config.get("stream_name", "items"),
+        "name": name or stream_names(config)[0],
         "json_schema": {
             "type": "object",
             "properties": {"id": {"type": "integer"}, "name": {"type": "string"}},
@@ -78,20 +89,26 @@ def main() -> int:
         status = {"status": "FAILED", "message": failure} if failure else {"status": "SUCCEEDED"}
         emit({"type": "CONNECTION_STATUS", "connectionStatus": status})
     elif command == "discover":
-        emit({"type": "CATALOG", "catalog": {"streams": [stream(config)]}})
+        emit({"type": "CATALOG", "catalog": {"streams": [stream(config, n) for n in stream_names(config)]}})
     elif command == "read":
-        name = stream(config)["name"]
-        for i in range(config["records"]):
-            emit(
-                {
-                    "type": "RECORD",
-                    "record": {
-                        "stream": name,
-                        "data": {"id": i, "name": f"n{i}"},
-                        "emitted_at": 1700000000000,
-                    },
-                }
-            )
+        emitted = 0
+        for name in stream_names(config):
+            for i in range(config["records"]):
+                emit(
+                    {
+                        "type": "RECORD",
+                        "record": {
+                            "stream": name,
+                            "data": {"id": i, "name": f"n{i}"},
+                            "emitted_at": 1700000000000,
+                        },
+                    }
+                )
+                emitted += 1
+                if emitted == config.get("pause_after"):
+                    sys.stdout.flush()
+                    time.sleep(config.get("pause_seconds", 600))
+        name = stream_names(config)[-1]
         if config.get("fail_with"):
             emit(
                 {

@@ -135,6 +135,7 @@ class SeaweedS3Server:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._ports: list[int] = []
+        self._launch: tuple[list[str], dict[str, str], S3Endpoint] | None = None
 
     def __enter__(self) -> S3Endpoint:
         try:
@@ -185,14 +186,43 @@ class SeaweedS3Server:
             "AWS_ACCESS_KEY_ID": endpoint.access_key,
             "AWS_SECRET_ACCESS_KEY": endpoint.secret_key,
         }
-        started = time.monotonic()
+        self._launch = (cmd, env, endpoint)
         self._log = self.log_path.open("wb")
+        self._spawn()
+        return endpoint
+
+    def _spawn(self) -> None:
+        assert self._launch is not None and self._log is not None
+        cmd, env, endpoint = self._launch
+        started = time.monotonic()
         self._proc = subprocess.Popen(
             cmd, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
         )
         self._wait_ready(endpoint, started)
         self.startup_seconds = time.monotonic() - started
-        return endpoint
+
+    # -- faults (for the fault-injection tests) ------------------------------------------------------------------
+    def freeze(self) -> None:
+        """SIGSTOP the server: connections are accepted by the kernel, nothing is answered (a hung server)."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT a frozen server."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        """Stop the server (SIGKILL, as a crash or a pulled plug would), keeping its data for :meth:`restart`."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
+        self._proc.kill()
+        self._proc.wait()
+
+    def restart(self) -> None:
+        """Start a stopped server again on the same ports, with the same keys and the data it had."""
+        assert self._proc is not None and self._proc.poll() is not None, "stop() it first"
+        self._spawn()
 
     def _wait_ready(self, endpoint: S3Endpoint, started: float) -> None:
         """Poll until every bucket accepts a put.
@@ -236,6 +266,7 @@ class SeaweedS3Server:
         """SIGTERM (weed needs ~4 s to shut down), kill if stuck, then clean up."""
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a frozen server cannot shut down
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=_STOP_TIMEOUT)

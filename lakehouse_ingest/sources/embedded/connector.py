@@ -33,7 +33,16 @@ from lakehouse_ingest.sources.embedded.docker import CONFIG_MOUNT, ContainerGuar
 from lakehouse_ingest.sources.embedded.install import ConnectorInstaller, Progress
 from lakehouse_ingest.sources.protocol import parse_message, trace_error_message
 
-__all__ = ["Connector", "ConnectorInstaller", "LocalRuntime", "Progress", "ReadProcess", "Runtime", "private_root"]
+__all__ = [
+    "Connector",
+    "ConnectorInstaller",
+    "LocalRuntime",
+    "Progress",
+    "ReadProcess",
+    "Runtime",
+    "connector_leftovers",
+    "private_root",
+]
 
 SINGLE_TIMEOUT = 600.0
 
@@ -305,21 +314,35 @@ class ReadProcess:
 def private_root() -> Path:
     """Where connector config, catalog and state files live while a connector runs: one owner-only folder per
     user under the temporary directory, so the leftovers of a crashed run can be found and removed."""
-    root = Path(tempfile.gettempdir()) / f"airbyte-lakehouse-{os.getuid()}"
+    root = _private_root_path()
     root.mkdir(mode=0o700, exist_ok=True)
     os.chmod(root, 0o700)
     return root
 
 
-def remove_leftovers(root: Path) -> list[Path]:
-    """Remove the private folders of processes that no longer run (a run killed with ``kill -9`` cannot remove its
-    own; its config file holds secrets). Returns what was removed."""
-    removed = []
-    for folder in root.iterdir():
+def _private_root_path() -> Path:
+    return Path(tempfile.gettempdir()) / f"airbyte-lakehouse-{os.getuid()}"
+
+
+def connector_leftovers() -> list[Path]:
+    """The private folders (``private_root``) of processes that no longer run: a run killed with ``kill -9`` cannot
+    remove its own, and its config file holds secrets. Nothing is created to answer."""
+    root = _private_root_path()
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in sorted(root.iterdir()):
         pid = folder.name.split("-", 1)[0]
         if pid.isdigit() and not _running(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
+            found.append(folder)
+    return found
+
+
+def remove_leftovers() -> list[Path]:
+    """Remove ``connector_leftovers``; returns what was removed."""
+    removed = connector_leftovers()
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
     return removed
 
 
@@ -344,7 +367,7 @@ def _private_files(shared: bool = False, **documents: Any) -> Iterator[dict[str,
     still means owner-only, since they sit in the owner-only ``private_root``.
     """
     root = private_root()
-    remove_leftovers(root)
+    remove_leftovers()
     directory = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
     if shared:
         os.chmod(directory, 0o755)  # noqa: S103 - inside the owner-only root (see above)

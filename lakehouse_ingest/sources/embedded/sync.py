@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse_ingest.bronze.batch import StreamBatch
-from lakehouse_ingest.bronze.janitor import remove_orphans
+from lakehouse_ingest.bronze.janitor import claim_sync, release_sync, remove_orphans
 from lakehouse_ingest.bronze.parts import PartWriter
 from lakehouse_ingest.errors import ConnectorError
 from lakehouse_ingest.lake.keys import data_key, stream_prefix
@@ -94,10 +94,10 @@ def run_embedded_sync(
     """Run one embedded sync of ``plan`` into ``bronze``; raise ConnectorError if the connector fails."""
     source = plan.source
     state = load_state(bronze, source.name)
-    started_at = datetime.now(UTC)
-    remove_orphans(bronze, source.name, started_at)  # what an earlier sync of this source left when it died
-    sync_id = max(int(started_at.timestamp() * 1000), (state.last_sync_id or 0) + 1)
+    sync_id = max(int(datetime.now(UTC).timestamp() * 1000), (state.last_sync_id or 0) + 1)
     started_at = datetime.fromtimestamp(sync_id / 1000, UTC)
+    claim_sync(bronze, source.name, sync_id, started_at)  # who runs it, before a part is published
+    remove_orphans(bronze, source.name, started_at)  # what an earlier sync of this source left when it died
     connector = plan.connector()
     logger.info("%s: sync %s started (%d streams)", source.name, sync_id, len(plan.streams))
     with bronze.staging_dir() as staging:
@@ -108,7 +108,8 @@ def run_embedded_sync(
                 sink.flush()
                 sink.batch.files = sink.writer.close()
         except BaseException:
-            _roll_back(sinks, bronze, logger)
+            if _roll_back(sinks, bronze, logger):
+                release_sync(bronze, source.name, sync_id, logger)  # nothing of it is left: nor is its record
             raise
     outcome = SyncOutcome(
         source=source.name,
@@ -245,12 +246,13 @@ def _handle_message(
     return None
 
 
-def _roll_back(sinks: dict[str, _StreamSink], bronze: LakeStorage, logger: Logger) -> None:
-    """Remove every part this failed sync published, so no partial batch stays behind.
+def _roll_back(sinks: dict[str, _StreamSink], bronze: LakeStorage, logger: Logger) -> bool:
+    """Remove every part this failed sync published, so no partial batch stays behind; whether all were removed.
 
     Never raises: the sync's own error is what the run reports; a part that cannot be removed (the lake is down
     too) is one more log line, and the janitor (``bronze.janitor``) removes it later.
     """
+    complete = True
     for sink in sinks.values():
         try:
             sink.writer.abort()
@@ -262,6 +264,8 @@ def _roll_back(sinks: dict[str, _StreamSink], bronze: LakeStorage, logger: Logge
                 bronze.delete(part.key)
                 removed += 1
             except Exception as exc:
+                complete = False
                 logger.error("%s: a partial file could not be removed (%s): %s", sink.batch.prefix, part.key, exc)
         if removed:
             logger.warning("removed %d partial file(s) of %s", removed, sink.batch.prefix)
+    return complete

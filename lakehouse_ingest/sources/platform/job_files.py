@@ -29,6 +29,8 @@ import pyarrow as pa
 from lakehouse_ingest.bronze.arrow_types import AIRBYTE_FIELDS
 from lakehouse_ingest.bronze.batch import Expected, StreamBatch
 from lakehouse_ingest.bronze.parts import PublishedPart
+from lakehouse_ingest.errors import DocumentError
+from lakehouse_ingest.lake.documents import Quarantine, read_document
 from lakehouse_ingest.lake.keys import (
     attempt_log_folder,
     data_file_epoch,
@@ -37,7 +39,7 @@ from lakehouse_ingest.lake.keys import (
     source_prefix,
 )
 from lakehouse_ingest.lake.names import stream_key
-from lakehouse_ingest.lake.storage import LakeStorage
+from lakehouse_ingest.lake.storage import LakeStorage, StoredObject
 from lakehouse_ingest.sources.airbyte.client import AirbyteClient
 from lakehouse_ingest.sources.airbyte.connections import Connection
 from lakehouse_ingest.sources.airbyte.jobs import Job, StreamStats
@@ -171,13 +173,17 @@ def _job_files(bronze: LakeStorage, prefix: str, job: Job) -> tuple[list[Publish
 
     A file that cannot be read is kept (its sync id is unknown, but it is inside the job's window): validation
     then fails this stream's batch naming the file, and quarantines it, instead of the whole job failing here.
+    Once an earlier job's quarantine mark names it, it is that job's: later jobs whose window it is in (the window
+    starts a clock-skew margin before the job) are not blocked by it again.
     A zero-row file names no sync id: like any other object that is not the job's, it is ignored.
     """
     oldest = int(job.created_at.timestamp() * 1000) - CLOCK_SKEW_MS
     files: list[PublishedPart] = []
     schema: pa.Schema | None = None
     generation = 0
-    for obj in bronze.list(prefix):
+    listing = bronze.list(prefix)
+    claimed: set[str] | None = None
+    for obj in listing:
         epoch = data_file_epoch(obj.key)
         if epoch is None or not is_data_file_of(obj.key, prefix) or epoch < oldest:
             continue
@@ -186,7 +192,10 @@ def _job_files(bronze: LakeStorage, prefix: str, job: Job) -> tuple[list[Publish
             wanted = [c for c in ("_airbyte_meta", "_airbyte_generation_id") if c in parquet.schema_arrow.names]
             head = parquet.read_row_group(0, columns=wanted) if parquet.num_row_groups else None
         except (OSError, pa.ArrowException):
-            files.append(PublishedPart(obj.key, 0, obj.size))  # unreadable: validation names it
+            if claimed is None:
+                claimed = _quarantined_files(bronze, prefix, listing, job.id)
+            if obj.key not in claimed:
+                files.append(PublishedPart(obj.key, 0, obj.size))  # unreadable: validation names it
             continue
         if head is None or not head.num_rows or _first(head, "_airbyte_meta", "sync_id") != job.id:
             continue  # another job's file inside the clock-skew margin, or an empty file nobody can place
@@ -195,6 +204,22 @@ def _job_files(bronze: LakeStorage, prefix: str, job: Job) -> tuple[list[Publish
             schema = parquet.schema_arrow
             generation = int(_first(head, "_airbyte_generation_id") or 0)
     return files, schema, generation
+
+
+def _quarantined_files(bronze: LakeStorage, prefix: str, listing: list[StoredObject], job_id: int) -> set[str]:
+    """The files the quarantine marks of other syncs in this folder name (a mark that cannot be read names none)."""
+    named: set[str] = set()
+    for obj in listing:
+        sync_id = manifest_sync_id(obj.key) if obj.key.startswith(f"{prefix}/_quarantine/") else None
+        if sync_id is None or sync_id == job_id:
+            continue
+        try:
+            mark = read_document(bronze, obj.key, Quarantine)
+        except DocumentError:
+            continue
+        if mark is not None:
+            named |= {f.key for f in mark.batch.files}
+    return named
 
 
 def _first(table: pa.Table, column: str, field: str | None = None) -> Any:

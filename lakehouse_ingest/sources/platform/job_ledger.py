@@ -15,7 +15,9 @@ Without a record (the connection's first run, or a record lost), the connection'
 terminal job that left files in this source's bronze folders that no manifest or quarantine mark covers is handed
 off too, however old. Job ids only grow on one Airbyte server; a job at or below the watermark created after the
 watermark's job means the ids restarted (a reinstalled or restored server): that is refused before anything is
-triggered (``reused_job_ids``), never silently skipped, because batches and silver are keyed by job id.
+triggered (``reused_job_ids``), never silently skipped, because batches and silver are keyed by job id; when the
+server's history holds no such job yet (restored from a backup older than the watermark), the run's own job is the
+first one, and that run reports it instead of handing anything off.
 """
 
 from __future__ import annotations
@@ -81,6 +83,17 @@ class JobLedger:
             return []
         newer = self.watermark_created_at + CLOCK_SKEW
         return sorted((j for j in jobs if j.id <= self.watermark and j.created_at > newer), key=lambda j: j.id)
+
+
+def went_backwards(source: str, connection_id: str, ledger: JobLedger, reused: list[Job]) -> str:
+    """What to tell the user when ``reused_job_ids`` found jobs: the first one, the watermark, what to do."""
+    return (
+        f"source {source!r}: the job ids of connection {connection_id} went backwards (job {reused[0].id} "
+        f"was created {reused[0].created_at:%Y-%m-%d %H:%M} UTC, after job {ledger.watermark} was handed off): "
+        "the Airbyte server was reinstalled or restored; bronze and silver key batches by job id, so point this "
+        "source at a new connection or a new bronze prefix (its jobs ledger: "
+        f"{job_ledger_key(source, connection_id)})"
+    )
 
 
 def committed_anything(job: Job) -> bool:

@@ -19,7 +19,14 @@ if TYPE_CHECKING:
     from support.seaweed import S3Endpoint
 
 
-def airbyte_s3_writer(endpoint: S3Endpoint, bucket: str, rows_per_stream: int = 50) -> Writer:
+def airbyte_s3_writer(
+    endpoint: S3Endpoint,
+    bucket: str,
+    rows_per_stream: int = 50,
+    *,
+    distinct_ids: bool = False,
+    written_ids: dict[tuple[int, str], list[int]] | None = None,
+) -> Writer:
     """A writer that lands real Parquet in the Airbyte S3 destination layout, one part per stream and job.
 
     Key: ``airbyte/<source_name>/<folder>/<YYYY>_<MM>_<DD>_<epoch_ms>_0.parquet`` (epoch = job start, UTC), the
@@ -29,6 +36,9 @@ def airbyte_s3_writer(endpoint: S3Endpoint, bucket: str, rows_per_stream: int = 
     Rows come from :class:`lakehouse_ingest.sources.embedded.records.RecordConverter` with ``sync_id = job.id`` and
     ``generation_id = 0`` over :data:`STREAM_JSON_SCHEMA`; objects carry ``x-amz-meta-ab-generation-id: 0``.
     The result is keyed by the source's stream name, as Airbyte's stats are.
+
+    ``distinct_ids``: each job's rows have ids of their own (``job.id * 1000 + index``), so a job lost on the way
+    to silver shows as missing keys; ``written_ids`` (when given) records them by ``(job id, destination name)``.
     """
     import pyarrow.parquet as pq
 
@@ -56,7 +66,7 @@ def airbyte_s3_writer(endpoint: S3Endpoint, bucket: str, rows_per_stream: int = 
                         "record": {
                             "stream": received,
                             "data": {
-                                "id": index,
+                                "id": job.id * 1000 + index if distinct_ids else index,
                                 "name": f"{stream}-{index}",
                                 "updated_at": datetime.fromtimestamp(start - index, UTC).isoformat(),
                             },
@@ -73,6 +83,8 @@ def airbyte_s3_writer(endpoint: S3Endpoint, bucket: str, rows_per_stream: int = 
             with client_lock:
                 client.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue(), Metadata={"ab-generation-id": "0"})
             written[stream] = table.num_rows
+            if written_ids is not None:
+                written_ids[(job.id, received)] = table.column("id").to_pylist()
         return written
 
     return write
