@@ -47,7 +47,8 @@ from lakehouse_ingest.lake.keys import (
     sync_owner_key,
     sync_owners_prefix,
 )
-from lakehouse_ingest.lake.storage import LakeStorage, StoredObject, process_exists
+from lakehouse_ingest.lake.storage import LakeStorage, StoredObject
+from lakehouse_ingest.processes import process_exists
 
 DEFAULT_GRACE = timedelta(hours=24)
 _log = logging.getLogger(__name__)

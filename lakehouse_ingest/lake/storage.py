@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakehouse_ingest.errors import ConfigError
+from lakehouse_ingest.processes import process_exists
 
 if TYPE_CHECKING:  # pyarrow loads when a file is read, not with the lake: the CLI opens roots before any read
     import pyarrow.fs as pafs
@@ -66,17 +67,6 @@ def staging_leftovers(parent: Path, prefix: str) -> list[Path]:
         if pid.isdigit() and not process_exists(int(pid)):
             found.append(leftover)
     return found
-
-
-def process_exists(pid: int) -> bool:
-    """Whether a process with this pid runs on this machine (another user's counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def check_key(key: str) -> str:

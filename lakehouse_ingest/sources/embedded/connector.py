@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse_ingest.errors import ConfigRejected, ConnectorError
+from lakehouse_ingest.processes import process_exists
 from lakehouse_ingest.sources.embedded.docker import CONFIG_MOUNT, ContainerGuard, ContainerRuntime, container_name
 from lakehouse_ingest.sources.embedded.install import ConnectorInstaller, Progress
 from lakehouse_ingest.sources.protocol import parse_message, trace_error_message
@@ -333,7 +334,7 @@ def connector_leftovers() -> list[Path]:
     found = []
     for folder in sorted(root.iterdir()):
         pid = folder.name.split("-", 1)[0]
-        if pid.isdigit() and not _running(int(pid)):
+        if pid.isdigit() and not process_exists(int(pid)):
             found.append(folder)
     return found
 
@@ -344,16 +345,6 @@ def remove_leftovers() -> list[Path]:
     for folder in removed:
         shutil.rmtree(folder, ignore_errors=True)
     return removed
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
 
 
 @contextlib.contextmanager

@@ -36,6 +36,7 @@ from typing import Any
 
 from lakehouse_ingest.catalog.sources import ConnectorSpec
 from lakehouse_ingest.errors import ConfigError, ImagePullError
+from lakehouse_ingest.processes import process_exists
 
 Progress = Callable[[str], None]
 CONFIG_MOUNT = "/airbyte/lakehouse-config"
@@ -289,20 +290,10 @@ def remove_leftover_containers() -> list[str]:
     for line in result.stdout.splitlines():
         name, _, labels = line.partition("\t")
         match = re.search(rf"{re.escape(LABEL_OWNER)}=([^,\s]+):(\d+)", labels)
-        if match and match.group(1) == host and not _running(int(match.group(2))):
+        if match and match.group(1) == host and not process_exists(int(match.group(2))):
             remove_container(name)
             removed.append(name)
     return removed
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # The watchdog: waits on a pipe from this process; EOF without "done" means this process died: remove the container.
