@@ -16,7 +16,7 @@ from typing import Any
 
 from lakehouse_ingest.bronze.batch import StreamBatch
 from lakehouse_ingest.bronze.checks.validate import BatchValidation
-from lakehouse_ingest.errors import DocumentError, ValidationFailed
+from lakehouse_ingest.errors import ConfigError, DocumentError, ValidationFailed
 from lakehouse_ingest.lake.documents import (
     CheckEntry,
     ColumnEntry,
@@ -50,9 +50,27 @@ def build_manifest(storage: LakeStorage, batch: StreamBatch, validation: BatchVa
 
 
 def publish_manifest(storage: LakeStorage, batch: StreamBatch, validation: BatchValidation) -> tuple[str, Manifest]:
-    """Write the manifest of a validated batch; returns its full location and the document."""
+    """Write the manifest of a validated batch; returns its full location and the document.
+
+    A manifest already there for this sync id is replaced only when it lists the same files (a retried hand-off).
+    Listing other files means the sync id was used twice (an Airbyte server reinstalled with new connections
+    counts its jobs from 1 again): silver keys batches by sync id and would take the new batch for the old one,
+    already applied, and drop its rows without a word. That is refused (ConfigError, naming both), never
+    overwritten."""
     document = build_manifest(storage, batch, validation)
-    return write_document(storage, manifest_key(batch.source, batch.stream, batch.sync_id), document), document
+    key = manifest_key(batch.source, batch.stream, batch.sync_id)
+    try:
+        existing = read_document(storage, key, Manifest)
+    except DocumentError:
+        existing = None  # a damaged manifest is replaced: its batch was never readable by silver
+    if existing is not None and {f.key for f in existing.files} != {f.key for f in document.files}:
+        raise ConfigError(
+            f"{batch.source}.{batch.stream}: sync {batch.sync_id} already has a manifest listing other files "
+            f"({storage.url_for(key)}, validated {existing.validated_at:%Y-%m-%d %H:%M} UTC): the sync id was used "
+            "twice (an Airbyte server reinstalled or restored?); silver keys batches by sync id, so point this "
+            "source at a new bronze prefix (or move the old batch away) and run again"
+        )
+    return write_document(storage, key, document), document
 
 
 def load_manifest(storage: LakeStorage, source: str, stream: str, sync_id: int) -> Manifest:
