@@ -171,6 +171,7 @@ import duckdb
 args = json.loads(sys.argv[1])
 files = [args["lake"] + "/" + f["key"] for f in args["files"]]
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")  # it printed into the result line under load
 started = time.perf_counter()
 listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
 con.execute(f"CREATE VIEW b AS SELECT * FROM read_parquet([{listed}])")
@@ -201,7 +202,11 @@ def run(script: str, payload: dict[str, object]) -> dict[str, object]:
     )
     if output.returncode != 0:
         raise SystemExit(f"benchmark step failed:\n{output.stderr[-3000:]}")
-    result: dict[str, object] = json.loads(output.stdout.strip().splitlines()[-1])
+    # The result is the last JSON line; anything else a library prints (a progress bar) is not.
+    lines = [line for line in output.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise SystemExit(f"benchmark step printed no result:\n{output.stdout[-3000:]}")
+    result: dict[str, object] = json.loads(lines[-1])
     return result
 
 
