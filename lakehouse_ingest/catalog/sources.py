@@ -22,7 +22,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -40,6 +39,7 @@ from lakehouse_ingest.catalog.deployments import (
     GroupEntry,
     duration_seconds,
 )
+from lakehouse_ingest.catalog.yaml_text import parse_yaml
 from lakehouse_ingest.errors import ConfigError
 from lakehouse_ingest.lake.names import validate_source_name
 
@@ -432,12 +432,7 @@ def parse_catalog(text: str, where: str, env: Mapping[str, str], base: Path | No
     ``base``: the folder relative paths in the catalog (a connector's ``manifest``) are resolved against; the
     catalog file's own folder when loaded from a file.
     """
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"catalog {where} is not valid YAML{at}") from None
+    raw = parse_yaml(text, f"catalog {where}")
     if not isinstance(raw, dict) or "sources" not in raw:
         raise ConfigError(f"catalog {where} must be a mapping with a top-level 'sources:' list")
     try:

@@ -14,8 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from lakehouse_ingest.catalog.yaml_text import parse_yaml
 from lakehouse_ingest.errors import ConfigError, ConnectorError
 
 INJECTED_KEY = "__injected_declarative_manifest"
@@ -28,12 +27,7 @@ def load_manifest(path: Path, source: str) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"source {source!r}: cannot read manifest {path}: {exc.strerror or exc}") from None
-    try:
-        manifest = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"source {source!r}: manifest {path} is not valid YAML{at}") from None
+    manifest = parse_yaml(text, f"source {source!r}: manifest {path}")
     if not isinstance(manifest, dict):
         raise ConfigError(f"source {source!r}: manifest {path} must be a mapping (version, streams, spec, ...)")
     if not isinstance(manifest.get("spec"), dict):
